@@ -1,0 +1,73 @@
+"""workhive: background work for Python — tasks, events, cron and command-log workers.
+
+The public API is what ``__all__`` lists; everything in ``_private`` modules may change.
+"""
+
+from workhive._backend import (
+    Backend,
+    Capability,
+    DeadLetter,
+    Delivery,
+    EnqueueResult,
+    QueueStats,
+    Settlement,
+)
+from workhive._context import TaskContext
+from workhive._envelope import AttemptRecord, Envelope
+from workhive._task import RateLimit
+from workhive.config import HiveConfig, load_config
+from workhive.errors import (
+    BackendError,
+    BackendUnavailable,
+    CapabilityError,
+    ConfigError,
+    Reject,
+    RegistryError,
+    Retry,
+    SerializationError,
+    Skip,
+    TaskError,
+    TaskTimeout,
+    UnknownTaskError,
+    ValidationError,
+    WorkhiveError,
+)
+from workhive.hive import Hive
+from workhive.module import Module
+from workhive.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttemptRecord",
+    "Backend",
+    "BackendError",
+    "BackendUnavailable",
+    "Capability",
+    "CapabilityError",
+    "ConfigError",
+    "DeadLetter",
+    "Delivery",
+    "EnqueueResult",
+    "Envelope",
+    "Hive",
+    "HiveConfig",
+    "Module",
+    "QueueStats",
+    "RateLimit",
+    "Reject",
+    "RegistryError",
+    "Retry",
+    "SerializationError",
+    "Settlement",
+    "Skip",
+    "TaskContext",
+    "TaskError",
+    "TaskTimeout",
+    "UnknownTaskError",
+    "ValidationError",
+    "Worker",
+    "WorkhiveError",
+    "__version__",
+    "load_config",
+]

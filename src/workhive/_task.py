@@ -1,0 +1,201 @@
+"""Declarations: what a task, a subscriber and a cron job are, and how payloads are typed.
+
+A handler is ``fn(payload, ctx)``, ``fn(payload)`` or ``fn()``; sync or async. The first
+parameter's annotation decides how the stored payload (plain builtins) is converted: pydantic
+models via ``model_validate``, msgspec Structs, dataclasses and TypedDicts via
+``msgspec.convert``; ``dict``/``Any``/no annotation get the builtins as they are. Conversion is
+built once, at declaration, so the hot path is one call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from workhive.errors import RegistryError, ValidationError
+
+Converter = Callable[[Any], Any]
+HandlerFn = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` runs per ``period`` seconds, per ``key`` (a payload field or constant).
+
+    ``key=None`` limits the task as a whole. ``kind="window"`` counts in fixed windows (``10 per
+    day``); ``kind="bucket"`` is a token bucket refilled at ``limit/period`` per second with room
+    for ``burst``. Over the limit the task is deferred (``on_limit="defer"``: retried when the
+    window allows, not counted as a failure) or sent to the dead-letter queue (``"reject"``).
+    """
+
+    limit: int
+    period: float
+    key: str | None = None
+    kind: Literal["window", "bucket"] = "window"
+    burst: int | None = None
+    on_limit: Literal["defer", "reject"] = "defer"
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.period <= 0:
+            raise RegistryError(f"rate limit needs limit >= 1 and period > 0, got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Per-task defaults; enqueue may override queue, priority, max_retries and timeout."""
+
+    queue: str = "default"
+    priority: int = 0
+    max_retries: int = 3
+    timeout: float | None = None
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 600.0
+    rate_limit: RateLimit | None = None
+    unique: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Handler:
+    """A callable plus what the worker needs to call it: converter, ctx flag, async flag."""
+
+    fn: HandlerFn
+    convert: Converter | None
+    payload_type: Any
+    wants_payload: bool
+    wants_ctx: bool
+    is_async: bool
+
+    @classmethod
+    def wrap(cls, fn: HandlerFn, where: str) -> Handler:
+        params = list(inspect.signature(fn).parameters.values())
+        if len(params) > 2:
+            raise RegistryError(f"{where}: a handler takes (payload, ctx), (payload) or (); "
+                                f"{fn.__qualname__} takes {len(params)} parameters")
+        payload_type = _payload_annotation(fn, params[0], where) if params else Any
+        return cls(
+            fn=fn,
+            convert=converter_for(payload_type),
+            payload_type=payload_type,
+            wants_payload=len(params) >= 1,
+            wants_ctx=len(params) == 2,
+            is_async=inspect.iscoroutinefunction(fn),
+        )
+
+
+@dataclass(slots=True)
+class TaskDef:
+    name: str
+    handler: Handler
+    options: TaskOptions
+    flag: str | None = None
+
+
+@dataclass(slots=True)
+class SubscriberDef:
+    """``group`` members compete for each event; every group gets every event."""
+
+    pattern: str
+    group: str
+    handler: Handler
+    options: TaskOptions
+    flag: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.group}<-{self.pattern}"
+
+
+@dataclass(slots=True)
+class CronDef:
+    """Fire ``task`` (enqueue) or ``publish`` (event) on each tick of ``schedule``.
+
+    For ``publish`` jobs ``fn`` is called at the tick and returns the event payload.
+    """
+
+    name: str
+    schedule: str
+    task: str | None = None
+    publish: str | None = None
+    fn: HandlerFn | None = None
+    payload: Any = None
+    flag: str | None = None
+
+
+def _payload_annotation(fn: HandlerFn, param: inspect.Parameter, where: str) -> Any:
+    """Resolve the first parameter's annotation, including string (postponed) annotations."""
+    if param.annotation is inspect.Parameter.empty:
+        return Any
+    if not isinstance(param.annotation, str):
+        return param.annotation
+    try:
+        return typing.get_type_hints(fn).get(param.name, Any)
+    except NameError as exc:
+        raise RegistryError(
+            f"{where}: cannot resolve the payload annotation {param.annotation!r} of "
+            f"{fn.__qualname__} ({exc}); define the type at module level"
+        ) from exc
+
+
+def _is_pydantic(tp: Any) -> bool:
+    return isinstance(tp, type) and hasattr(tp, "model_validate") and hasattr(tp, "model_fields")
+
+
+def converter_for(tp: Any) -> Converter | None:
+    """A function turning builtins into ``tp``, or None when builtins are what it wants."""
+    if tp is Any or tp is inspect.Parameter.empty or tp is None:
+        return None
+    origin = typing.get_origin(tp) or tp
+    if origin is dict:
+        return None
+    if _is_pydantic(tp):
+        validate: Converter = tp.model_validate
+        return validate
+    try:
+        msgspec.inspect.type_info(tp)
+    except (TypeError, ValueError) as exc:
+        raise RegistryError(f"cannot use {tp!r} as a payload type: {exc}") from exc
+
+    def convert(value: Any) -> Any:
+        return msgspec.convert(value, tp, strict=False)
+
+    return convert
+
+
+def to_builtins(payload: Any) -> Any:
+    """Turn a payload object (Struct, dataclass, pydantic model, dict...) into builtins."""
+    if payload is None or isinstance(payload, str | int | float | bool):
+        return payload
+    if hasattr(payload, "model_dump") and not dataclasses.is_dataclass(payload):
+        return payload.model_dump(mode="json")
+    return msgspec.to_builtins(payload)
+
+
+def validate_payload(handler: Handler, payload: Any, what: str) -> Any:
+    """Convert ``payload`` for ``handler`` or raise ValidationError naming ``what`` and the field."""
+    if handler.convert is None:
+        return payload
+    try:
+        return handler.convert(payload)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"invalid payload for {what}: {exc}") from exc
+    except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
+        detail = _pydantic_summary(exc)
+        raise ValidationError(f"invalid payload for {what}: {detail}") from exc
+
+
+def _pydantic_summary(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = []
+        for err in errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"{err.get('msg', 'invalid')} - at `$.{loc}`")
+        return "; ".join(parts)
+    return str(exc)

@@ -1,0 +1,59 @@
+"""The seeds' "disable" backend: accepts every enqueue and publish, logs it, runs nothing.
+
+Use it to run an app with background work switched off (``WORKHIVE_BACKEND=noop``). It declares
+no durable capability, so starting a worker on it is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from workhive._backend import Capability, Delivery, EnqueueResult, Settlement
+from workhive._envelope import Envelope
+
+logger = logging.getLogger(__name__)
+
+
+class NoopBackend:
+    name = "noop"
+    capabilities = frozenset({Capability.DELAY, Capability.PRIORITY, Capability.UNIQUE})
+
+    def __init__(self) -> None:
+        self.accepted = 0
+
+    @classmethod
+    def from_url(cls, url: str = "noop://", **_: Any) -> NoopBackend:
+        return cls()
+
+    async def open(self) -> None:
+        logger.info("noop backend: background work is disabled; enqueues are logged and dropped")
+
+    async def close(self) -> None:
+        return None
+
+    async def enqueue(self, envelopes: Sequence[Envelope]) -> list[EnqueueResult]:
+        for env in envelopes:
+            self.accepted += 1
+            logger.info("noop: dropped %s %s", env.kind, env.name,
+                        extra={"task_id": env.id, "queue": env.queue})
+        return [EnqueueResult(env.id) for env in envelopes]
+
+    async def publish(self, envelope: Envelope) -> int:
+        await self.enqueue([envelope])
+        return 0
+
+    async def bind(self, pattern: str, group: str) -> None:
+        return None
+
+    async def fetch(
+        self, queues: Sequence[str], limit: int, *, lease: float, wait: float
+    ) -> list[Delivery]:
+        return []
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        return None
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
+        return None

@@ -1,0 +1,199 @@
+"""``workhive.yaml`` plus environment overrides, strictly typed.
+
+An unknown key or a wrong type is a :class:`~workhive.errors.ConfigError` naming the key path and
+the file (``workhive.yaml: unknown key worker.concurency``). Environment variables win over the
+file: ``WORKHIVE_BACKEND`` (a name or a full URL), ``WORKHIVE_CONCURRENCY``,
+``WORKHIVE_SHUTDOWN_TIMEOUT``, ``WORKHIVE_SQLITE_PATH``, ``REDIS_URL``, ``WORKHIVE_REDIS_PREFIX``,
+and ``WORKHIVE_FLAG_<NAME>=true|false`` for feature flags.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from workhive.errors import ConfigError
+
+BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "memory", "noop")
+BACKENDS_PLANNED = ("rabbitmq", "kafka", "nats", "postgres")
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SQLiteConfig(_Strict):
+    path: str = "workhive.db"
+
+
+class RedisConfig(_Strict):
+    url: str = "redis://localhost:6379/0"
+    prefix: str = "workhive"
+
+
+class RabbitMQConfig(_Strict):
+    url: str = "amqp://guest:guest@localhost:5672/"
+    exchange: str = "tasks"
+
+
+class KafkaConfig(_Strict):
+    brokers: list[str] = msgspec.field(default_factory=lambda: ["localhost:9092"])
+    consumer_group: str = "workers"
+
+
+class NatsConfig(_Strict):
+    url: str = "nats://localhost:4222"
+    stream: str = "WORKHIVE"
+
+
+class PostgresConfig(_Strict):
+    dsn: str = "postgresql://localhost/app"
+
+
+class WorkerConfig(_Strict):
+    enabled: bool = True
+    backend: str = "sqlite"
+    concurrency: int = 10
+    shutdown_timeout: float = 30.0
+    lease: float = 30.0
+    queues: list[str] = msgspec.field(default_factory=list)
+    sqlite: SQLiteConfig = msgspec.field(default_factory=SQLiteConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    rabbitmq: RabbitMQConfig = msgspec.field(default_factory=RabbitMQConfig)
+    kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    postgres: PostgresConfig = msgspec.field(default_factory=PostgresConfig)
+    tasks: dict[str, bool] = msgspec.field(default_factory=dict)
+
+
+class HiveConfig(_Strict):
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    source: str = "<defaults>"
+
+    def backend_url(self) -> str:
+        """The URL of the configured backend; a planned-but-absent backend is a clear error."""
+        w = self.worker
+        if "://" in w.backend:
+            return w.backend
+        if w.backend == "sqlite":
+            return f"sqlite:///{w.sqlite.path}"
+        if w.backend == "redis":
+            return w.redis.url
+        if w.backend == "redis-pubsub":
+            return "redis-pubsub://" + w.redis.url.split("://", 1)[-1]
+        if w.backend in ("memory", "noop"):
+            return f"{w.backend}://"
+        if w.backend in BACKENDS_PLANNED:
+            raise ConfigError(
+                f"{self.source}: worker.backend {w.backend!r} is not available in this version "
+                f"(available: {', '.join(BACKENDS_AVAILABLE)})"
+            )
+        raise ConfigError(
+            f"{self.source}: worker.backend {w.backend!r} is unknown "
+            f"(available: {', '.join(BACKENDS_AVAILABLE)})"
+        )
+
+
+    def backend_options(self) -> dict[str, Any]:
+        """Options the backend named by :meth:`backend_url` takes besides its URL."""
+        url = self.backend_url()
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return {"prefix": self.worker.redis.prefix}
+        return {}
+
+
+def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
+    worker = raw.setdefault("worker", {})
+    if not isinstance(worker, dict):
+        return  # the type check below reports it with the file name
+    simple = {
+        "WORKHIVE_BACKEND": ("backend", str),
+        "WORKHIVE_CONCURRENCY": ("concurrency", int),
+        "WORKHIVE_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float),
+        "WORKHIVE_LEASE": ("lease", float),
+    }
+    for var, (key, kind) in simple.items():
+        if var in env:
+            try:
+                worker[key] = kind(env[var])
+            except ValueError as exc:
+                raise ConfigError(f"${var}: expected {kind.__name__}, got {env[var]!r}") from exc
+    nested = {
+        "WORKHIVE_SQLITE_PATH": ("sqlite", "path"),
+        "REDIS_URL": ("redis", "url"),
+        "WORKHIVE_REDIS_PREFIX": ("redis", "prefix"),
+        "DATABASE_URL": ("postgres", "dsn"),
+        "NATS_URL": ("nats", "url"),
+        "RABBITMQ_URL": ("rabbitmq", "url"),
+    }
+    for var, (section, key) in nested.items():
+        if var in env:
+            worker.setdefault(section, {})[key] = env[var]
+    for var, value in env.items():
+        if var.startswith("WORKHIVE_FLAG_"):
+            flag = var.removeprefix("WORKHIVE_FLAG_").lower()
+            worker.setdefault("tasks", {})[flag] = _parse_bool(var, value)
+
+
+def _parse_bool(var: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"${var}: expected true/false, got {value!r}")
+
+
+def _humanise(message: str) -> str:
+    """msgspec says "Object contains unknown field `x` - at `$.worker`"; we say worker.x."""
+    unknown = re.match(r"Object contains unknown field `(.+)` - at `\$\.?(.*)`", message)
+    if unknown:
+        key = ".".join(p for p in (unknown.group(2), unknown.group(1)) if p)
+        return f"unknown key {key}"
+    typed = re.match(r"(.+) - at `\$\.?(.*)`", message)
+    if typed:
+        return f"key {typed.group(2)}: {typed.group(1)}"
+    return message
+
+
+def parse_config(raw: Any, source: str, env: dict[str, str] | None = None) -> HiveConfig:
+    """Validate an already-loaded mapping (tests use this directly)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    _env_overrides(raw, dict(os.environ) if env is None else env)
+    try:
+        config = msgspec.convert(raw, HiveConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_humanise(str(exc))}") from exc
+    config.source = source
+    w = config.worker
+    if w.concurrency < 1:
+        raise ConfigError(f"{source}: key worker.concurrency must be >= 1, got {w.concurrency}")
+    if w.shutdown_timeout < 0 or w.lease <= 0:
+        raise ConfigError(f"{source}: worker.shutdown_timeout must be >= 0 and worker.lease > 0")
+    config.backend_url()  # fail fast on an unknown backend
+    return config
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> HiveConfig:
+    """Read YAML from ``path`` / ``$WORKHIVE_CONFIG`` / ``./workhive.yaml`` (if present)."""
+    explicit = path or os.environ.get("WORKHIVE_CONFIG")
+    file = Path(explicit) if explicit else Path("workhive.yaml")
+    if not file.exists():
+        if explicit:
+            raise ConfigError(f"{file}: config file not found")
+        return parse_config({}, "<environment>")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    return parse_config(raw, str(file))

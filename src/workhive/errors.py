@@ -1,0 +1,91 @@
+"""One exception tree for everything workhive raises.
+
+::
+
+    WorkhiveError
+    ├── ConfigError                 bad workhive.yaml / env / arguments (names key and file)
+    ├── RegistryError               duplicate or unknown task / subscriber / cron job
+    │   └── UnknownTaskError
+    ├── SerializationError          bytes that are not a valid envelope
+    ├── ValidationError             a payload that does not fit the handler's type hint
+    ├── BackendError                anything a broker or store did wrong
+    │   ├── BackendUnavailable      cannot reach the broker (enqueue while Redis is down...)
+    │   └── CapabilityError         the backend lacks what was asked (delay on redis-pubsub...)
+    └── TaskError                   raised around a handler failure
+        └── TaskTimeout             the attempt ran past the task's timeout
+
+Control-flow signals (:class:`Retry`, :class:`Reject`, :class:`Skip`) are *not* errors: a handler
+raises them to steer the worker, and they never count as a crash.
+"""
+
+from __future__ import annotations
+
+
+class WorkhiveError(Exception):
+    """Root of every error workhive raises on purpose."""
+
+
+class ConfigError(WorkhiveError):
+    """Configuration is invalid. The message names the key and, when known, the file."""
+
+
+class RegistryError(WorkhiveError):
+    """A task, subscriber or cron job was declared twice, or asked for and never declared."""
+
+
+class UnknownTaskError(RegistryError):
+    """A message names a task this worker has no handler for."""
+
+
+class SerializationError(WorkhiveError):
+    """Bytes in the store could not be decoded into an envelope."""
+
+
+class ValidationError(WorkhiveError):
+    """A payload does not match the type its handler declares."""
+
+
+class BackendError(WorkhiveError):
+    """The broker or store failed; driver errors are translated into this branch."""
+
+
+class BackendUnavailable(BackendError):
+    """The broker cannot be reached. Nothing was written; it is safe to retry the call."""
+
+
+class CapabilityError(BackendError):
+    """The backend does not support what was asked; the message says which backend can."""
+
+
+class TaskError(WorkhiveError):
+    """A handler failed."""
+
+
+class TaskTimeout(TaskError):
+    """An attempt ran longer than the task's ``timeout``; it counts as a failed attempt."""
+
+
+class Retry(Exception):  # noqa: N818 - a signal, not an error
+    """Raise from a handler to retry later without treating the attempt as a crash.
+
+    ``delay`` overrides the backoff. With ``count=False`` the attempt is not counted against
+    ``max_retries`` (used by rate limits that defer work).
+    """
+
+    def __init__(self, delay: float | None = None, *, count: bool = True, reason: str = "") -> None:
+        super().__init__(reason or "retry requested")
+        self.delay = delay
+        self.count = count
+        self.reason = reason
+
+
+class Reject(Exception):  # noqa: N818 - a signal, not an error
+    """Raise from a handler to send the message straight to the dead-letter queue."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Skip(Exception):  # noqa: N818 - a signal, not an error
+    """Raise from a handler to drop the message as done (acknowledged, no retry, no DLQ)."""

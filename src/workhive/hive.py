@@ -1,0 +1,267 @@
+"""The application object: config, backend, registry, and the producer API.
+
+A :class:`Hive` is passed around explicitly (no global current app). The worker runtime
+(:mod:`workhive.worker`), the cron scheduler and the inspector are separate roles that read the
+hive; producers only need ``enqueue``/``publish``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from workhive._backend import (
+    Backend,
+    Capability,
+    EnqueueResult,
+    events_of,
+    require,
+)
+from workhive._envelope import Envelope, make_envelope
+from workhive._task import CronDef, SubscriberDef, TaskDef, to_builtins, validate_payload
+from workhive.backends import open_backend
+from workhive.config import HiveConfig, load_config
+from workhive.errors import ConfigError, RegistryError, UnknownTaskError
+from workhive.middleware import Middleware, default_middleware
+from workhive.module import Module
+
+if TYPE_CHECKING:
+    from workhive.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+class Hive:
+    """Config + backend + registry. ``backend`` is a URL or a Backend instance.
+
+    ``flags`` are the feature flags (seed 000's ``featureflags.yaml``): a declaration with
+    ``flag="x"`` is registered only when ``flags["x"]`` is true; enqueueing a task that a flag
+    switched off is logged and dropped, so callers need not know the flag.
+    """
+
+    def __init__(
+        self,
+        backend: str | Backend | None = None,
+        *,
+        config: HiveConfig | None = None,
+        flags: Mapping[str, bool] | None = None,
+        middleware: Sequence[Middleware] | None = None,
+    ) -> None:
+        self.config = config or HiveConfig()
+        if backend is None:
+            backend = open_backend(self.config.backend_url(), **self.config.backend_options())
+        self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
+        self.flags: dict[str, bool] = dict(self.config.worker.tasks)
+        self.flags.update(flags or {})
+        self.middleware: list[Middleware] = (
+            list(middleware) if middleware is not None else default_middleware()
+        )
+        self.tasks: dict[str, TaskDef] = {}
+        self.subscribers: list[SubscriberDef] = []
+        self.crons: dict[str, CronDef] = {}
+        self.disabled: dict[str, str] = {}  # declaration name -> the flag that turned it off
+        self.modules: list[Module] = []
+        self._opened = False
+
+    @classmethod
+    def from_config(cls, path: str | None = None, **kwargs: Any) -> Hive:
+        """Build from ``workhive.yaml`` (or ``$WORKHIVE_CONFIG``) plus environment overrides."""
+        return cls(config=load_config(path), **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"Hive(backend={self.backend.name!r}, tasks={len(self.tasks)}, "
+                f"subscribers={len(self.subscribers)}, crons={len(self.crons)})")
+
+    # -- registration -----------------------------------------------------------------
+
+    def flag_enabled(self, flag: str | None) -> bool:
+        return flag is None or bool(self.flags.get(flag, False))
+
+    def include(self, *modules: Module) -> None:
+        """Register a module's declarations that its feature flags allow."""
+        for module in modules:
+            logger.info("Registering module %s", module.name)
+            for task in module.tasks:
+                if self._gate(task.name, task.flag):
+                    self._register_task(task)
+            for sub in module.subscribers:
+                if self._gate(sub.name, sub.flag):
+                    require(self.backend, Capability.EVENTS, f"subscriber {sub.name}")
+                    if any(s.name == sub.name for s in self.subscribers):
+                        raise RegistryError(f"subscriber {sub.name!r} is registered twice")
+                    self.subscribers.append(sub)
+                    logger.info("Registered subscriber: %s", sub.name)
+            for job in module.crons:
+                if self._gate(job.name, job.flag):
+                    require(self.backend, Capability.CRON, f"cron job {job.name}")
+                    if job.name in self.crons:
+                        raise RegistryError(f"cron job {job.name!r} is registered twice")
+                    self.crons[job.name] = job
+                    logger.info("Registered cron job: %s (%s)", job.name, job.schedule)
+            self.modules.append(module)
+
+    def _gate(self, name: str, flag: str | None) -> bool:
+        if self.flag_enabled(flag):
+            return True
+        assert flag is not None
+        self.disabled[name] = flag
+        state = "off" if flag in self.flags else "not set"
+        logger.info("Skipped %s: feature flag %r is %s", name, flag, state)
+        return False
+
+    def _register_task(self, task: TaskDef) -> None:
+        if task.name in self.tasks:
+            raise RegistryError(f"task {task.name!r} is registered twice")
+        known = frozenset().union(*(mw.options for mw in self.middleware))
+        unknown = set(task.options.extra) - known
+        if unknown:
+            raise RegistryError(
+                f"task {task.name!r}: unknown option(s) {sorted(unknown)}; no middleware reads "
+                f"them (known extra options: {sorted(known) or 'none'})"
+            )
+        if task.options.rate_limit is not None:
+            require(self.backend, Capability.COUNTERS, f"rate limit on {task.name}")
+        self.tasks[task.name] = task
+        logger.info("Registered handler: %s", task.name)
+
+    def queues(self) -> list[str]:
+        """Every queue this hive's handlers consume: task queues, then subscriber groups."""
+        names = dict.fromkeys(t.options.queue for t in self.tasks.values())
+        names.update(dict.fromkeys(s.options.queue for s in self.subscribers))
+        return list(names)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the backend and bind this hive's subscriber groups (so events published
+        from here on are kept for them even before a worker starts)."""
+        if self._opened:
+            return
+        await self.backend.open()
+        self._opened = True
+        if self.subscribers:
+            events = events_of(self.backend, "subscribers")
+            for sub in self.subscribers:
+                await events.bind(sub.pattern, sub.group)
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.backend.close()
+
+    async def __aenter__(self) -> Hive:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- producer ---------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        eta: float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        unique_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> EnqueueResult:
+        """Enqueue one task; see :meth:`build` for the options."""
+        env = self.build(name, payload, queue=queue, priority=priority, delay=delay, eta=eta,
+                         max_retries=max_retries, timeout=timeout,
+                         idempotency_key=idempotency_key, unique_key=unique_key, headers=headers)
+        if env is None:
+            return EnqueueResult("", duplicate=False)
+        await self.open()
+        (result,) = await self.backend.enqueue([env])
+        return result
+
+    async def enqueue_many(self, envelopes: Sequence[Envelope]) -> list[EnqueueResult]:
+        """Store many pre-built envelopes (from :meth:`build`) in one round trip."""
+        await self.open()
+        return await self.backend.enqueue(envelopes)
+
+    def build(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | None = None,
+        eta: float | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+        unique_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Envelope | None:
+        """Validate and build the envelope for a task; None if a feature flag disabled it.
+
+        A task declared in this hive has its payload validated here, so bad input fails at the
+        caller. A task declared elsewhere (a producer without the handler code) needs an
+        explicit ``queue=``: without the declaration nobody knows where it goes.
+        """
+        task = self.tasks.get(name)
+        if task is None:
+            if name in self.disabled:
+                logger.info("Dropped %s: feature flag %r is off", name, self.disabled[name])
+                return None
+            if queue is None:
+                known = ", ".join(sorted(self.tasks)) or "none"
+                raise UnknownTaskError(
+                    f"unknown task {name!r} (registered: {known}); pass queue= to send a task "
+                    "declared in another service"
+                )
+        else:
+            validate_payload(task.handler, to_builtins(payload), f"task {name!r}")
+        if delay is not None and eta is not None:
+            raise ConfigError("pass delay= or eta=, not both")
+        when = eta if eta is not None else (time.time() + delay if delay else None)
+        if when is not None:
+            require(self.backend, Capability.DELAY, f"delayed task {name}")
+        if idempotency_key is not None or unique_key is not None or (task and task.options.unique):
+            require(self.backend, Capability.UNIQUE, f"unique/idempotent task {name}")
+        if task is not None and task.options.unique and unique_key is None:
+            unique_key = name
+        opts = task.options if task is not None else None
+        return make_envelope(
+            name,
+            to_builtins(payload),
+            queue=queue or (opts.queue if opts else "default"),
+            priority=priority if priority is not None else (opts.priority if opts else 0),
+            eta=when,
+            max_retries=max_retries,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            unique_key=f"{name}:{unique_key}" if unique_key is not None else None,
+            headers=dict(headers or {}),
+        )
+
+    async def publish(
+        self, event: str, payload: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> int:
+        """Publish an event to every subscribed group; returns how many groups got a copy."""
+        if not event:
+            raise RegistryError("event name must not be empty")
+        await self.open()
+        events = events_of(self.backend, f"publish {event}")
+        env = make_envelope(event, to_builtins(payload), kind="event",
+                            headers=dict(headers or {}))
+        return await events.publish(env)
+
+    # -- roles ------------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Worker:
+        """A worker runtime for this hive; see :class:`workhive.worker.Worker`."""
+        from workhive.worker import Worker
+
+        return Worker(self, **options)

@@ -1,0 +1,36 @@
+"""Structured logs per attempt: task id, name, queue and attempt in ``extra``."""
+
+from __future__ import annotations
+
+import logging
+
+from workhive._context import TaskContext
+from workhive.errors import Reject, Retry, Skip
+from workhive.middleware.base import CallNext, Middleware
+
+logger = logging.getLogger("workhive.task")
+
+
+class LogMiddleware(Middleware):
+    async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
+        extra = {"task_id": ctx.id, "task": ctx.name, "queue": ctx.queue, "attempt": ctx.attempt}
+        try:
+            await call_next(ctx)
+        except Retry as signal:
+            if signal.count:
+                logger.warning("%s failed (attempt %d), retrying in %.2fs: %s", ctx.name,
+                               ctx.attempt + 1, signal.delay or 0, signal.reason, extra=extra)
+            else:
+                logger.info("%s deferred %.2fs: %s", ctx.name, signal.delay or 0,
+                            signal.reason, extra=extra)
+            raise
+        except Reject as signal:
+            logger.error("%s dead-lettered: %s", ctx.name, signal.reason, extra=extra)
+            raise
+        except Skip:
+            raise
+        except Exception:
+            logger.exception("%s crashed", ctx.name, extra=extra)
+            raise
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s done", ctx.name, extra=extra)

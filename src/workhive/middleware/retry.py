@@ -1,0 +1,35 @@
+"""Turn a handler's exception into a retry with exponential backoff, or a dead letter.
+
+A failure with retries left becomes :class:`~workhive.errors.Retry` (delay = backoff with equal
+jitter); with none left it becomes :class:`~workhive.errors.Reject`. The original exception is
+kept as ``__cause__`` so the worker records its traceback in the attempt history.
+"""
+
+from __future__ import annotations
+
+import random
+
+from workhive._context import TaskContext
+from workhive.errors import Reject, Retry, Skip
+from workhive.middleware.base import CallNext, Middleware
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """``min(cap, base * 2**attempt)`` with equal jitter: half fixed, half random."""
+    ceiling = min(cap, base * (2 ** min(attempt, 32)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Retries(Middleware):
+    async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
+        try:
+            await call_next(ctx)
+        except (Retry, Reject, Skip):
+            raise
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            if ctx.retries_left > 0:
+                opts = ctx.options
+                delay = backoff_delay(ctx.attempt, opts.retry_backoff, opts.retry_backoff_max)
+                raise Retry(delay, reason=reason) from exc
+            raise Reject(f"{reason} (after {ctx.attempt + 1} attempts)") from exc

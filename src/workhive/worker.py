@@ -1,0 +1,389 @@
+"""The worker runtime: small supervised components in one task group.
+
+* **consumer** leases at most as many messages as there are free slots (``concurrency``), so a
+  worker never hoards work it cannot start, and starts one asyncio task per message;
+* **settler** batches outcomes (ack / retry / dead / release) into one backend call per flush —
+  while one flush is in flight the next batch accumulates, so batches grow with load;
+* **lease keeper** extends the leases of running messages every ``lease / 3`` s, so a slow task
+  is never mistaken for a dead worker, while a killed worker's messages come back after
+  ``lease`` seconds;
+* **cron** and **heartbeat** loops, and any extra *services* (command-log workers).
+
+Acknowledgement happens only after the handler returned (at-least-once). A handler exception, a
+malformed message, an unknown task or an invalid payload settles that one message (retry or
+dead-letter with the reason) and never stops the worker.
+
+Shutdown (:meth:`Worker.stop`): stop fetching, let running handlers finish within
+``shutdown_timeout``, then cancel the rest and *release* them (back to the queue, attempt not
+counted). ``stop(force=True)`` — the second SIGTERM — skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol
+
+from workhive._backend import (
+    Capability,
+    Delivery,
+    Settlement,
+    SupportsInspect,
+    WorkerInfo,
+    require,
+)
+from workhive._context import TaskContext
+from workhive._envelope import AttemptRecord, Envelope, decode, encode, new_id
+from workhive._task import Handler, TaskOptions, validate_payload
+from workhive.errors import (
+    BackendError,
+    Reject,
+    Retry,
+    SerializationError,
+    Skip,
+    ValidationError,
+)
+from workhive.middleware import Metrics, build_chain
+
+if TYPE_CHECKING:
+    from workhive.hive import Hive
+
+logger = logging.getLogger(__name__)
+
+_TRACEBACK_LIMIT = 4000
+
+
+class Service(Protocol):
+    """Something that runs beside the task consumer (e.g. a command-log ``App``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout: float) -> None: ...
+
+
+class Worker:
+    """Consume a hive's queues. One instance per process is typical; run several processes to
+    scale out (they compete through the backend's leases)."""
+
+    def __init__(
+        self,
+        hive: Hive,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        shutdown_timeout: float | None = None,
+        lease: float | None = None,
+        poll_interval: float = 0.5,
+        cron: bool = True,
+        services: Sequence[Service] = (),
+        threads: int | None = None,
+    ) -> None:
+        cfg = hive.config.worker
+        self.hive = hive
+        self.backend = hive.backend
+        self.queues = list(queues or cfg.queues or hive.queues())
+        self.concurrency = concurrency or cfg.concurrency
+        self.shutdown_timeout = cfg.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        self.lease = lease or cfg.lease
+        self.poll_interval = poll_interval
+        self.cron_enabled = cron and bool(hive.crons)
+        self.services = list(services)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.processed = 0
+        self._threads = threads or min(32, self.concurrency)
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: dict[asyncio.Task[None], Delivery] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._force = False
+        self._pending: list[Settlement] = []
+        self._has_pending = asyncio.Event()
+        self._routes: dict[str, tuple[Handler, TaskOptions]] = {
+            name: (t.handler, t.options) for name, t in hive.tasks.items()
+        }
+        self._chain = build_chain(hive.middleware, self._execute)
+        self.metrics = next((m for m in hive.middleware if isinstance(m, Metrics)), None)
+
+    # -- control ------------------------------------------------------------------------
+
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the worker to shut down (safe to call from a signal handler via the loop)."""
+        if self._stopping.is_set():
+            force = True  # a second request means "now"
+        self._force = self._force or force
+        self._stopping.set()
+        self._slot_freed.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self, *, until_idle: bool = False, wait_delayed: bool = True) -> None:
+        """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty)."""
+        if not self.queues:
+            raise ValueError("this worker has no queues: register tasks or subscribers first")
+        require(self.backend, Capability.QUEUE, "running a worker")
+        await self.hive.open()
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
+        self._log_startup()
+        for service in self.services:
+            await service.start()
+        background: list[asyncio.Task[None]] = [
+            asyncio.create_task(self._settle_loop(), name="workhive-settler"),
+            asyncio.create_task(self._lease_loop(), name="workhive-leases"),
+            asyncio.create_task(self._heartbeat_loop(), name="workhive-heartbeat"),
+        ]
+        if self.cron_enabled:
+            from workhive.scheduler.loop import run_cron
+
+            background.append(asyncio.create_task(run_cron(self.hive, self._stopping)))
+        try:
+            await self._consume(until_idle, wait_delayed)
+            await self._drain()
+        finally:
+            for service in self.services:
+                await service.stop(self.shutdown_timeout)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._flush_all()
+            await self._forget()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            logger.info("Worker %s stopped (%d processed)", self.id, self.processed)
+
+    def _log_startup(self) -> None:
+        logger.info("Worker %s starting: backend=%s queues=%s concurrency=%d", self.id,
+                    self.backend.name, ",".join(self.queues), self.concurrency)
+        logger.info("Worker server running (backend: %s)", self.backend.name)
+
+    # -- consumer -----------------------------------------------------------------------
+
+    async def _consume(self, until_idle: bool, wait_delayed: bool) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            wait = 0.05 if until_idle else self.poll_interval
+            try:
+                deliveries = await self.backend.fetch(self.queues, free, lease=self.lease,
+                                                      wait=wait)
+                failures = 0
+            except BackendError as exc:
+                failures += 1
+                delay = min(30.0, 0.1 * 2 ** min(failures, 8))
+                logger.error("fetch failed (%s); retrying in %.1fs", exc, delay)
+                await self._sleep_unless_stopping(delay)
+                continue
+            for delivery in deliveries:
+                task = asyncio.create_task(self._process(delivery))
+                self._inflight[task] = delivery
+                task.add_done_callback(self._on_done)
+            if until_idle and not deliveries and await self._idle(wait_delayed):
+                return
+
+    async def _idle(self, wait_delayed: bool) -> bool:
+        if self._inflight or self._pending:
+            return False
+        if not isinstance(self.backend, SupportsInspect):
+            return True
+        for stat in await self.backend.stats():
+            if stat.queue not in self.queues:
+                continue
+            if stat.ready or stat.in_flight or (wait_delayed and stat.delayed):
+                return False
+        return True
+
+    def _on_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self.processed += 1
+        self._slot_freed.set()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _drain(self) -> None:
+        """Give running handlers ``shutdown_timeout`` to finish, then cancel and release."""
+        if not self._inflight:
+            return
+        if not self._force:
+            logger.info("Waiting up to %.0fs for %d running task(s)", self.shutdown_timeout,
+                        len(self._inflight))
+            deadline = time.monotonic() + self.shutdown_timeout
+            while self._inflight and not self._force:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), remaining)
+        if self._inflight:
+            logger.warning("Returning %d unfinished task(s) to the queue", len(self._inflight))
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    # -- one message --------------------------------------------------------------------
+
+    async def _process(self, delivery: Delivery) -> None:
+        try:
+            env = decode(delivery.body)
+        except SerializationError as exc:
+            self._settle(Settlement(delivery, "dead", reason=str(exc)))
+            return
+        route = self._route(env)
+        if route is None:
+            reason = self._unknown_reason(env)
+            self._settle(Settlement(delivery, "dead", body=self._failed(env, reason, None),
+                                    reason=reason))
+            return
+        handler, options = route
+        try:
+            payload = validate_payload(handler, env.payload, f"{env.kind} {env.name!r}")
+        except ValidationError as exc:
+            self._settle(Settlement(delivery, "dead", body=self._failed(env, str(exc), None),
+                                    reason=str(exc)))
+            return
+        ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
+        try:
+            await self._chain(ctx)
+        except asyncio.CancelledError:
+            self._settle(Settlement(delivery, "release"))
+            raise
+        except Retry as signal:
+            delay = max(signal.delay or 0.0, 0.0)
+            nxt = env.next_attempt(self._record(env, signal), count=True) if signal.count else env
+            self._settle(Settlement(delivery, "retry", body=encode(nxt), eta=time.time() + delay,
+                                    reason=signal.reason))
+        except Reject as signal:
+            self._settle(Settlement(delivery, "dead", reason=signal.reason,
+                                    body=self._failed(env, signal.reason, signal)))
+        except Skip:
+            self._settle(Settlement(delivery, "ack"))
+        except Exception as exc:  # no Retries middleware in the chain: fail straight to the DLQ
+            reason = f"{type(exc).__name__}: {exc}"
+            self._settle(Settlement(delivery, "dead", reason=reason,
+                                    body=self._failed(env, reason, exc)))
+        else:
+            self._settle(Settlement(delivery, "ack"))
+
+    def _route(self, env: Envelope) -> tuple[Handler, TaskOptions] | None:
+        if env.kind == "task":
+            return self._routes.get(env.name)
+        from workhive._backend import topic_matches
+
+        for sub in self.hive.subscribers:
+            if sub.group == env.group and topic_matches(sub.pattern, env.name):
+                return sub.handler, sub.options
+        return None
+
+    def _unknown_reason(self, env: Envelope) -> str:
+        if env.name in self.hive.disabled:
+            return f"task {env.name!r} is disabled by feature flag {self.hive.disabled[env.name]!r}"
+        if env.kind == "event":
+            return f"no subscriber in group {env.group!r} for event {env.name!r}"
+        return f"unknown task {env.name!r}: no handler registered in this worker"
+
+    def _record(self, env: Envelope, signal: BaseException | None) -> AttemptRecord:
+        cause = signal.__cause__ if signal is not None and signal.__cause__ else signal
+        tb = ""
+        if cause is not None and cause.__traceback__ is not None:
+            tb = "".join(traceback.format_exception(cause))[-_TRACEBACK_LIMIT:]
+        error = getattr(signal, "reason", "") or (str(cause) if cause else "")
+        return AttemptRecord(env.attempt, time.time(), error, tb)
+
+    def _failed(self, env: Envelope, reason: str, signal: BaseException | None) -> bytes:
+        record = self._record(env, signal)
+        if not record.error:
+            record = AttemptRecord(record.attempt, record.at, reason, record.traceback)
+        return encode(env.next_attempt(record))
+
+    async def _execute(self, ctx: TaskContext) -> None:
+        handler = ctx.handler
+        if handler.wants_ctx:
+            args: tuple[Any, ...] = (ctx.payload, ctx)
+        elif handler.wants_payload:
+            args = (ctx.payload,)
+        else:
+            args = ()
+        if handler.is_async:
+            await handler.fn(*args)
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._pool, functools.partial(handler.fn, *args))
+
+    # -- settlement, leases, heartbeat ------------------------------------------------------
+
+    def _settle(self, settlement: Settlement) -> None:
+        self._pending.append(settlement)
+        self._has_pending.set()
+
+    async def _settle_loop(self) -> None:
+        while True:
+            await self._has_pending.wait()
+            self._has_pending.clear()
+            await self._flush_once()
+
+    async def _flush_once(self) -> bool:
+        if not self._pending:
+            return True
+        batch, self._pending = self._pending, []
+        try:
+            await self.backend.settle(batch)
+            return True
+        except BackendError as exc:
+            # keep them: the leases still protect the messages; try again shortly
+            logger.error("settle of %d message(s) failed (%s); will retry", len(batch), exc)
+            self._pending[:0] = batch
+            await asyncio.sleep(0.5)
+            self._has_pending.set()
+            return False
+
+    async def _flush_all(self) -> None:
+        for _ in range(20):
+            if await self._flush_once():
+                if not self._pending:
+                    return
+        if self._pending:
+            logger.error("gave up settling %d message(s); they will be redelivered after their "
+                         "lease expires", len(self._pending))
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            running = list(self._inflight.values())
+            if running:
+                try:
+                    await self.backend.extend(running, self.lease)
+                except BackendError as exc:
+                    logger.error("lease extension failed: %s", exc)
+
+    async def _heartbeat_loop(self) -> None:
+        if not isinstance(self.backend, SupportsInspect):
+            return
+        started = time.time()
+        while True:
+            info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.queues,
+                              self.concurrency, started, time.time(),
+                              {"processed": self.processed, "in_flight": len(self._inflight)})
+            try:
+                await self.backend.heartbeat(info, ttl=15.0)
+            except BackendError as exc:
+                logger.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(5.0)
+
+    async def _forget(self) -> None:
+        if isinstance(self.backend, SupportsInspect):
+            with contextlib.suppress(BackendError):
+                await self.backend.forget_worker(self.id)

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-
-import msgspec
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+import msgspec
 
 from workhive._envelope import Envelope
 from workhive.errors import CapabilityError
@@ -265,8 +265,23 @@ def topic_matches(pattern: str, topic: str) -> bool:
 
 
 def fan_out(envelope: Envelope, groups: Sequence[str]) -> list[Envelope]:
-    """One copy of an event per subscriber group, each in that group's queue."""
+    """One copy of an event per subscriber group, each in that group's queue.
+
+    Each copy is its own message: id ``<event id>@<group>``, and idempotency/unique keys
+    qualified by the group, so one group's copy never dedupes another's.
+    """
+
+    def scoped(key: str | None, group: str) -> str | None:
+        return None if key is None else f"{key}@{group}"
+
     return [
-        msgspec.structs.replace(envelope, group=g, queue=event_queue(g))
+        msgspec.structs.replace(
+            envelope,
+            id=f"{envelope.id}@{g}",
+            group=g,
+            queue=event_queue(g),
+            idempotency_key=scoped(envelope.idempotency_key, g),
+            unique_key=scoped(envelope.unique_key, g),
+        )
         for g in sorted(set(groups))
     ]

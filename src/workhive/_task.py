@@ -151,9 +151,8 @@ def converter_for(tp: Any) -> Converter | None:
     """A function turning builtins into ``tp``, or None when builtins are what it wants."""
     if tp is Any or tp is inspect.Parameter.empty or tp is None:
         return None
-    origin = typing.get_origin(tp) or tp
-    if origin is dict:
-        return None
+    if tp is dict or (typing.get_origin(tp) is dict and typing.get_args(tp)[1:] == (Any,)):
+        return None  # builtins already are what the handler wants
     if _is_pydantic(tp):
         validate: Converter = tp.model_validate
         return validate
@@ -178,7 +177,7 @@ def to_builtins(payload: Any) -> Any:
 
 
 def validate_payload(handler: Handler, payload: Any, what: str) -> Any:
-    """Convert ``payload`` for ``handler`` or raise ValidationError naming ``what`` and the field."""
+    """Convert ``payload`` for ``handler``, or raise ValidationError naming ``what`` + field."""
     if handler.convert is None:
         return payload
     try:

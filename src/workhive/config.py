@@ -166,7 +166,8 @@ def parse_config(raw: Any, source: str, env: dict[str, str] | None = None) -> Hi
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        kind = type(raw).__name__
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {kind}")
     _env_overrides(raw, dict(os.environ) if env is None else env)
     try:
         config = msgspec.convert(raw, HiveConfig)

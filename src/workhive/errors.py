@@ -65,7 +65,7 @@ class TaskTimeout(TaskError):
     """An attempt ran longer than the task's ``timeout``; it counts as a failed attempt."""
 
 
-class Retry(Exception):  # noqa: N818 - a signal, not an error
+class Retry(Exception):
     """Raise from a handler to retry later without treating the attempt as a crash.
 
     ``delay`` overrides the backoff. With ``count=False`` the attempt is not counted against
@@ -79,7 +79,7 @@ class Retry(Exception):  # noqa: N818 - a signal, not an error
         self.reason = reason
 
 
-class Reject(Exception):  # noqa: N818 - a signal, not an error
+class Reject(Exception):
     """Raise from a handler to send the message straight to the dead-letter queue."""
 
     def __init__(self, reason: str) -> None:
@@ -87,5 +87,5 @@ class Reject(Exception):  # noqa: N818 - a signal, not an error
         self.reason = reason
 
 
-class Skip(Exception):  # noqa: N818 - a signal, not an error
+class Skip(Exception):
     """Raise from a handler to drop the message as done (acknowledged, no retry, no DLQ)."""

@@ -87,7 +87,7 @@ class Hive:
                     self._register_task(task)
             for sub in module.subscribers:
                 if self._gate(sub.name, sub.flag):
-                    require(self.backend, Capability.EVENTS, f"subscriber {sub.name}")
+                    self._check_events(sub.name)
                     if any(s.name == sub.name for s in self.subscribers):
                         raise RegistryError(f"subscriber {sub.name!r} is registered twice")
                     self.subscribers.append(sub)
@@ -100,6 +100,14 @@ class Hive:
                     self.crons[job.name] = job
                     logger.info("Registered cron job: %s (%s)", job.name, job.schedule)
             self.modules.append(module)
+
+    def _check_events(self, subscriber: str) -> None:
+        events_of(self.backend, f"subscriber {subscriber}")
+        if Capability.EVENTS not in self.backend.capabilities:
+            logger.warning(
+                "Subscriber %s on the %r backend is at-most-once: every listening process gets "
+                "every event, and events published while none listens are lost; use the "
+                "'redis' or 'sqlite' backend for durable groups", subscriber, self.backend.name)
 
     def _gate(self, name: str, flag: str | None) -> bool:
         if self.flag_enabled(flag):
@@ -146,9 +154,9 @@ class Hive:
                 await events.bind(sub.pattern, sub.group)
 
     async def close(self) -> None:
-        if self._opened:
-            self._opened = False
-            await self.backend.close()
+        """Close the backend (also when it was used without :meth:`open`; close is idempotent)."""
+        self._opened = False
+        await self.backend.close()
 
     async def __aenter__(self) -> Hive:
         await self.open()

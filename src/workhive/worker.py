@@ -1,7 +1,9 @@
 """The worker runtime: small supervised components in one task group.
 
-* **consumer** leases at most as many messages as there are free slots (``concurrency``), so a
-  worker never hoards work it cannot start, and starts one asyncio task per message;
+* **consumer** leases only for free slots: at most ``concurrency`` messages are running or
+  waiting to be settled, plus one batch being committed, so a worker never hoards work it
+  cannot start and a kill -9 redelivers at most ``2 * concurrency`` messages; it starts one
+  asyncio task per message;
 * **settler** batches outcomes (ack / retry / dead / release) into one backend call per flush —
   while one flush is in flight the next batch accumulates, so batches grow with load;
 * **lease keeper** extends the leases of running messages every ``lease / 3`` s, so a slow task
@@ -38,6 +40,7 @@ from workhive._backend import (
     Settlement,
     SupportsInspect,
     WorkerInfo,
+    events_of,
     require,
 )
 from workhive._context import TaskContext
@@ -91,7 +94,9 @@ class Worker:
         self.backend = hive.backend
         self.queues = list(queues or cfg.queues or hive.queues())
         self.concurrency = concurrency or cfg.concurrency
-        self.shutdown_timeout = cfg.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        self.shutdown_timeout = (
+            cfg.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        )
         self.lease = lease or cfg.lease
         self.poll_interval = poll_interval
         self.cron_enabled = cron and bool(hive.crons)
@@ -105,7 +110,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = False
         self._pending: list[Settlement] = []
+        self._unsettled = 0  # leased and not yet handed to settle: never more than concurrency
         self._has_pending = asyncio.Event()
+        self._closing = False
         self._routes: dict[str, tuple[Handler, TaskOptions]] = {
             name: (t.handler, t.options) for name, t in hive.tasks.items()
         }
@@ -130,14 +137,16 @@ class Worker:
         """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty)."""
         if not self.queues:
             raise ValueError("this worker has no queues: register tasks or subscribers first")
-        require(self.backend, Capability.QUEUE, "running a worker")
+        if self.hive.tasks or not self.hive.subscribers:
+            require(self.backend, Capability.QUEUE, "running a worker")
+        else:  # subscribers only: an at-most-once event backend (redis-pubsub) will do
+            events_of(self.backend, "running subscribers")
         await self.hive.open()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
         self._log_startup()
         for service in self.services:
             await service.start()
         background: list[asyncio.Task[None]] = [
-            asyncio.create_task(self._settle_loop(), name="workhive-settler"),
             asyncio.create_task(self._lease_loop(), name="workhive-leases"),
             asyncio.create_task(self._heartbeat_loop(), name="workhive-heartbeat"),
         ]
@@ -145,6 +154,7 @@ class Worker:
             from workhive.scheduler.loop import run_cron
 
             background.append(asyncio.create_task(run_cron(self.hive, self._stopping)))
+        settler = asyncio.create_task(self._settle_loop(), name="workhive-settler")
         try:
             await self._consume(until_idle, wait_delayed)
             await self._drain()
@@ -154,6 +164,11 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            # never cancel a settle mid-flight (the batch would be lost until its lease ran
+            # out): ask the settler to finish, then flush whatever is left
+            self._closing = True
+            self._has_pending.set()
+            await settler
             await self._flush_all()
             await self._forget()
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -169,7 +184,7 @@ class Worker:
     async def _consume(self, until_idle: bool, wait_delayed: bool) -> None:
         failures = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._inflight)
+            free = self.concurrency - self._unsettled
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -185,6 +200,7 @@ class Worker:
                 logger.error("fetch failed (%s); retrying in %.1fs", exc, delay)
                 await self._sleep_unless_stopping(delay)
                 continue
+            self._unsettled += len(deliveries)
             for delivery in deliveries:
                 task = asyncio.create_task(self._process(delivery))
                 self._inflight[task] = delivery
@@ -207,7 +223,6 @@ class Worker:
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
         self.processed += 1
-        self._slot_freed.set()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -330,7 +345,7 @@ class Worker:
         self._has_pending.set()
 
     async def _settle_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._has_pending.wait()
             self._has_pending.clear()
             await self._flush_once()
@@ -339,12 +354,17 @@ class Worker:
         if not self._pending:
             return True
         batch, self._pending = self._pending, []
+        # free the slots as the batch is handed over, so the next fetch queues right behind
+        # this settle instead of waiting a round trip
+        self._unsettled -= len(batch)
+        self._slot_freed.set()
         try:
             await self.backend.settle(batch)
             return True
-        except BackendError as exc:
+        except Exception as exc:
             # keep them: the leases still protect the messages; try again shortly
             logger.error("settle of %d message(s) failed (%s); will retry", len(batch), exc)
+            self._unsettled += len(batch)
             self._pending[:0] = batch
             await asyncio.sleep(0.5)
             self._has_pending.set()
@@ -352,9 +372,8 @@ class Worker:
 
     async def _flush_all(self) -> None:
         for _ in range(20):
-            if await self._flush_once():
-                if not self._pending:
-                    return
+            if await self._flush_once() and not self._pending:
+                return
         if self._pending:
             logger.error("gave up settling %d message(s); they will be redelivered after their "
                          "lease expires", len(self._pending))

@@ -9,6 +9,7 @@ per name within the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
@@ -156,10 +157,8 @@ class MemoryBackend:
                     return []
                 if wake is not None:
                     remaining = min(remaining, max(wake - now, 0.001))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         now = time.time()

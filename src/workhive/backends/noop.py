@@ -1,7 +1,8 @@
 """The seeds' "disable" backend: accepts every enqueue and publish, logs it, runs nothing.
 
 Use it to run an app with background work switched off (``WORKHIVE_BACKEND=noop``). It declares
-no durable capability, so starting a worker on it is refused with a clear error.
+every capability but durable queues, so an app declares and enqueues as usual while starting
+a worker on it is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 class NoopBackend:
     name = "noop"
-    capabilities = frozenset({Capability.DELAY, Capability.PRIORITY, Capability.UNIQUE})
+    #: everything but QUEUE: it accepts every call an app makes, and refuses to run a worker.
+    capabilities = frozenset(Capability) - {Capability.QUEUE}
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -46,6 +48,15 @@ class NoopBackend:
 
     async def bind(self, pattern: str, group: str) -> None:
         return None
+
+    async def claim_tick(self, job: str, tick: float) -> bool:
+        return False
+
+    async def hit_window(self, key: str, period: float, limit: int) -> tuple[bool, float]:
+        return True, 0.0
+
+    async def take_token(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        return True, 0.0
 
     async def fetch(
         self, queues: Sequence[str], limit: int, *, lease: float, wait: float

@@ -17,7 +17,7 @@ from workhive.middleware.base import CallNext, Middleware
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
     """``min(cap, base * 2**attempt)`` with equal jitter: half fixed, half random."""
     ceiling = min(cap, base * (2 ** min(attempt, 32)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 class Retries(Middleware):

@@ -18,8 +18,8 @@ import time
 from typing import TYPE_CHECKING, cast
 
 from workhive._backend import SupportsCron
-from workhive.errors import BackendError
 from workhive._task import CronDef
+from workhive.errors import BackendError
 from workhive.scheduler.cron import next_tick
 
 if TYPE_CHECKING:

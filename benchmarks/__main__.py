@@ -1,0 +1,143 @@
+"""``python -m benchmarks [--backend sqlite|redis|all] [--n N] [--json]``.
+
+For each backend: enqueue rate (batches of 1,000 through ``Hive.enqueue_many``), drain rate of
+no-op tasks by ONE worker process from a pre-filled queue, enqueue-to-start latency p50/p99 at a
+low rate (100 probes, 20 ms apart) with an idle worker, the worker's peak RSS, and the same N
+messages moved by a minimal hand-written loop on the same store (``raw_drain_per_s``), so the
+result reads as a ratio. ``--commandlog`` runs the command-log benchmark instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks._app import make_hive
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker(mode: str, url: str, prefix: str | None, env: dict[str, str], *extra: str) -> Any:
+    cmd = [sys.executable, "-m", "benchmarks._worker", mode, "--url", url, *extra]
+    if prefix:
+        cmd += ["--prefix", prefix]
+    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **env}, check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+async def _fill(url: str, prefix: str | None, n: int) -> float:
+    hive = make_hive(url, prefix)
+    await hive.open()
+    envs = [hive.build("bench:noop", {"i": i}) for i in range(n)]
+    started = time.perf_counter()
+    for start in range(0, n, 1000):
+        await hive.enqueue_many([e for e in envs[start:start + 1000] if e is not None])
+    elapsed = time.perf_counter() - started
+    await hive.close()
+    return n / elapsed
+
+
+async def _probe(url: str, prefix: str | None, count: int) -> None:
+    hive = make_hive(url, prefix)
+    await hive.open()
+    for _ in range(count):
+        await hive.enqueue("bench:probe", {})
+        await asyncio.sleep(0.02)
+    await hive.close()
+
+
+async def _wipe(url: str, prefix: str | None) -> None:
+    hive = make_hive(url, prefix)
+    await hive.open()
+    wipe = getattr(hive.backend, "wipe", None)
+    if wipe is not None:
+        await wipe()
+    await hive.close()
+
+
+def _latency(url: str, prefix: str | None, tmp: Path) -> tuple[float, float]:
+    lat_file = tmp / f"latency-{uuid.uuid4().hex}.txt"
+    env = {"BENCH_LATENCY_FILE": str(lat_file)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._worker", "serve", "--url", url, "--seconds", "5",
+         "--concurrency", "10", *(["--prefix", prefix] if prefix else [])],
+        cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # let the worker start and go idle
+    asyncio.run(_probe(url, prefix, 100))
+    proc.communicate(timeout=60)
+    samples = sorted(float(x) for x in lat_file.read_text().split())
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return statistics.median(samples), p99
+
+
+def run_backend(name: str, n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        prefix: str | None = None
+        if name == "sqlite":
+            from benchmarks.raw_sqlite import raw_drain_per_s as raw_sqlite
+
+            url = f"sqlite:///{tmp / 'bench.db'}"
+            raw = raw_sqlite(str(tmp / "raw.db"), n)
+        elif name == "redis":
+            from benchmarks.raw_redis import raw_drain_per_s as raw_redis
+
+            url = os.environ.get("WORKHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"
+            raw = raw_redis(url, n)
+        else:
+            raise SystemExit(f"unknown backend {name!r}")
+        try:
+            enqueue_rate = asyncio.run(_fill(url, prefix, n))
+            drained = _worker("drain", url, prefix, {})
+            p50, p99 = _latency(url, prefix, tmp)
+        finally:
+            if prefix:
+                asyncio.run(_wipe(url, prefix))
+    return {
+        "backend": name,
+        "n": n,
+        "enqueue_per_s": round(enqueue_rate),
+        "drain_per_s": round(drained["drain_per_s"]),
+        "p50_ms": round(p50, 3),
+        "p99_ms": round(p99, 3),
+        "worker_rss_mb": round(drained["rss_mb"], 1),
+        "raw_drain_per_s": round(raw),
+        "drain_vs_raw": round(drained["drain_per_s"] / raw, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--backend", default="all", help="sqlite, redis or all")
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--commandlog", action="store_true")
+    args = parser.parse_args()
+    if args.commandlog:
+        from benchmarks import commandlog
+
+        results = commandlog.run()
+    else:
+        names = ["sqlite", "redis"] if args.backend == "all" else args.backend.split(",")
+        results = [run_backend(name, args.n) for name in names]
+    for result in results:
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print("  ".join(f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""One worker process for the benchmark: drain a pre-filled queue, or serve latency probes.
+
+Prints one JSON line: ``{"drain_per_s": ..., "rss_mb": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+
+from benchmarks._app import make_hive
+
+
+async def main(args: argparse.Namespace) -> None:
+    hive = make_hive(args.url, args.prefix)
+    await hive.open()
+    worker = hive.worker(concurrency=args.concurrency, cron=False)
+    started = time.perf_counter()
+    if args.mode == "drain":
+        await worker.run(until_idle=True)
+    else:
+        task = asyncio.create_task(worker.run())
+        await asyncio.sleep(args.seconds)
+        worker.stop()
+        await task
+    elapsed = time.perf_counter() - started
+    await hive.close()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"drain_per_s": worker.processed / elapsed, "processed": worker.processed,
+                      "rss_mb": rss_mb}))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["drain", "serve"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--prefix")
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,117 @@
+"""The smaller capabilities of the SQLite store: cron ticks, rate-limit counters, inspection.
+
+Split from ``_sqlite_store`` to keep modules short; same rules apply: called only from the
+backend's single store thread, every write one ``BEGIN IMMEDIATE`` transaction, times from the
+injected wall clock (shared across processes, unlike ``time.monotonic``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import msgspec
+
+from workhive._backend import QueueStats, WorkerInfo
+
+
+class StoreExtras:
+    """Connection ownership, the transaction helper, and cron / counters / inspection."""
+
+    def __init__(self, con: sqlite3.Connection, clock: Callable[[], float], idem_ttl: float):
+        self.con = con
+        self.clock = clock
+        self.idem_ttl = idem_ttl
+        self._next_housekeeping = 0.0
+
+    def close(self) -> None:
+        self.con.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def claim_tick(self, job: str, tick: float) -> bool:
+        with self._tx() as con:
+            return con.execute(
+                "INSERT OR IGNORE INTO ticks (job, tick, claimed_at) VALUES (?, ?, ?)",
+                (job, tick, self.clock()),
+            ).rowcount == 1
+
+    def hit_window(self, key: str, period: float, limit: int) -> tuple[bool, float]:
+        now = self.clock()
+        window = int(now // period)
+        retry_after = (window + 1) * period - now
+        if limit <= 0:
+            return False, retry_after
+        with self._tx() as con:
+            row = con.execute(
+                "INSERT INTO windows (key, win, hits, expires_at) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (key, win) DO UPDATE SET hits = hits + 1 WHERE hits < ?"
+                " RETURNING hits",
+                (key, window, (window + 1) * period, limit),
+            ).fetchone()
+        return (True, 0.0) if row is not None else (False, retry_after)
+
+    def take_token(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
+        now = self.clock()
+        with self._tx() as con:
+            row = con.execute(
+                "SELECT tokens, updated_at FROM buckets WHERE key = ?", (key,)
+            ).fetchone()
+            tokens, last = (float(burst), now) if row is None else row
+            tokens = min(float(burst), tokens + max(now - last, 0.0) * rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            con.execute(
+                "INSERT OR REPLACE INTO buckets (key, tokens, updated_at) VALUES (?, ?, ?)",
+                (key, tokens, now),
+            )
+        return (True, 0.0) if allowed else (False, (1.0 - tokens) / rate)
+
+    def stats(self) -> list[QueueStats]:
+        now = self.clock()
+        con = self.con
+        by_queue: dict[str, QueueStats] = {}
+
+        def get(q: str) -> QueueStats:
+            return by_queue.setdefault(q, QueueStats(q))
+
+        for q, ready, delayed, in_flight in con.execute(
+            "SELECT queue, sum(available_at <= ?1), sum(token = 0 AND available_at > ?1),"
+            " sum(token != 0 AND available_at > ?1) FROM jobs GROUP BY queue",
+            (now,),
+        ):
+            stat = get(q)
+            stat.ready, stat.delayed, stat.in_flight = ready, delayed, in_flight
+        for q, dead in con.execute("SELECT queue, count(*) FROM dead GROUP BY queue"):
+            get(q).dead = dead
+        for q, processed, failed in con.execute("SELECT queue, processed, failed FROM totals"):
+            get(q).processed, get(q).failed = processed, failed
+        return sorted(by_queue.values(), key=lambda s: s.queue)
+
+    def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        with self._tx() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO workers (id, expires_at, info) VALUES (?, ?, ?)",
+                (info.id, self.clock() + ttl, msgspec.json.encode(info)),
+            )
+
+    def workers(self) -> list[WorkerInfo]:
+        rows = self.con.execute(
+            "SELECT info FROM workers WHERE expires_at > ? ORDER BY id", (self.clock(),)
+        ).fetchall()
+        return [msgspec.json.decode(row[0], type=WorkerInfo) for row in rows]
+
+    def forget_worker(self, worker_id: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))

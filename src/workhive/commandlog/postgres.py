@@ -1,0 +1,239 @@
+"""PostgreSQL message log via asyncpg (``postgresql://user@host/db``).
+
+Gap-safe tailing: ids come from a ``BIGSERIAL`` sequence, and two transactions can draw ids 7
+and 8 and commit 8 first. A reader that saw 8 and then asks for ``id > 8`` skips 7 forever.
+Every append therefore takes ``pg_advisory_xact_lock(<log key>)`` before drawing ids; the lock
+is held until commit, so ids are drawn *and* made visible in order. PostgreSQL makes a commit
+visible before it releases the transaction's locks, so the next writer's ids can never be
+visible before ours. ``tests/commandlog/test_postgres.py`` proves it with concurrent writers.
+
+Waiting: each append transaction sends ``NOTIFY <channel>, '<last id>'`` (delivered at commit);
+one LISTEN connection per log wakes every waiting reader through a shared :class:`HeadWatcher`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from workhive.commandlog._log import Entry, HeadWatcher, Transaction, current_transaction
+from workhive.commandlog._message import Message, decode_metadata, encode_metadata
+from workhive.errors import BackendError, BackendUnavailable, ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class PostgresTransaction:
+    """A transaction on one pooled connection (see :class:`Transaction`)."""
+
+    def __init__(self, log: PostgresMessageLog, connection: Any) -> None:
+        self.log = log
+        self.connection = connection
+        self.locked = False
+        self.appended = 0
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.connection.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await self.connection.fetch(sql, *args)]
+
+    async def save_checkpoint(self, worker: str, last_id: int) -> None:
+        await self.connection.execute(self.log._upsert_sql, worker, last_id, time.time())
+
+
+class PostgresMessageLog:
+    """Message log in PostgreSQL. Tables ``{prefix}_messages`` / ``{prefix}_checkpoints``."""
+
+    def __init__(self, dsn: str, *, prefix: str = "workhive", pool_size: int = 10) -> None:
+        if not prefix.isidentifier():
+            raise ConfigError(f"postgres log prefix must be an identifier, got {prefix!r}")
+        self.url = dsn
+        self.prefix = prefix
+        self.pool_size = pool_size
+        self.messages_table = f"{prefix}_messages"
+        self.checkpoints_table = f"{prefix}_checkpoints"
+        self.channel = f"{prefix}_messages"
+        # A stable 63-bit key per table, shared by every process appending to this log.
+        self._lock_key = zlib.crc32(f"workhive:{self.messages_table}".encode()) << 16
+        self._pool: Any = None
+        self._listener: Any = None
+        self._watcher = HeadWatcher()
+        t = self.messages_table
+        self._read_sql = (
+            f"SELECT id, name, payload, ts, metadata FROM {t} WHERE id > $1 ORDER BY id LIMIT $2"
+        )
+        self._insert_sql = (
+            f"INSERT INTO {t} (name, payload, ts, metadata) "
+            "SELECT * FROM unnest($1::text[], $2::bytea[], $3::float8[], $4::bytea[]) "
+            "RETURNING id"
+        )
+        self._upsert_sql = (
+            f"INSERT INTO {self.checkpoints_table} (worker, last_id, updated_at) "
+            "VALUES ($1, $2, $3) ON CONFLICT (worker) DO UPDATE SET last_id = EXCLUDED.last_id,"
+            " updated_at = EXCLUDED.updated_at"
+        )
+
+    async def open(self) -> None:
+        """Connect, create the tables and start listening. Idempotent."""
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            async with self._pool.acquire() as conn:
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.messages_table} (id BIGSERIAL PRIMARY KEY,"
+                    " name TEXT NOT NULL, payload BYTEA NOT NULL, ts DOUBLE PRECISION NOT NULL,"
+                    " metadata BYTEA);"
+                    f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} (worker TEXT PRIMARY KEY,"
+                    " last_id BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
+                )
+            self._listener = await asyncpg.connect(self.url)
+            await self._listener.add_listener(self.channel, self._on_notify)
+        except (OSError, asyncpg.PostgresError) as exc:
+            await self.close()
+            raise BackendUnavailable(f"cannot open postgres log at {self.url}: {exc}") from exc
+        self._watcher.advance(await self.head())
+
+    async def close(self) -> None:
+        """Close the listener and the pool. Safe to call twice."""
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def drop(self) -> None:
+        """Drop both tables (tests, teardown)."""
+        async with self._acquire() as conn:
+            await conn.execute(
+                f"DROP TABLE IF EXISTS {self.messages_table}, {self.checkpoints_table}"
+            )
+
+    async def __aenter__(self) -> PostgresMessageLog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            self._watcher.advance(int(payload))
+        except ValueError:
+            logger.warning("ignoring malformed notification %r on %s", payload, self.channel)
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise BackendError(f"postgres log {self.messages_table} is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
+            raise BackendUnavailable(f"postgres log connection lost: {exc}") from exc
+
+    def _own_tx(self) -> PostgresTransaction | None:
+        tx = current_transaction.get()
+        return tx if isinstance(tx, PostgresTransaction) and tx.log is self else None
+
+    async def _insert(self, tx: PostgresTransaction, entries: Sequence[Entry]) -> list[int]:
+        conn = tx.connection
+        if not tx.locked:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key)
+            tx.locked = True
+        now = time.time()
+        rows = await conn.fetch(
+            self._insert_sql,
+            [e[0] for e in entries],
+            [e[1] for e in entries],
+            [now] * len(entries),
+            [encode_metadata(e[2]) for e in entries],
+        )
+        ids = sorted(int(r[0]) for r in rows)
+        tx.appended = max(tx.appended, ids[-1])
+        await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(ids[-1]))
+        return ids
+
+    async def append(
+        self, name: str, payload: bytes, metadata: dict[str, str] | None = None
+    ) -> int:
+        return (await self.append_many([(name, payload, metadata)]))[0]
+
+    async def append_many(self, entries: Sequence[Entry]) -> list[int]:
+        """Append in one transaction (or the caller's), serialised by the advisory lock."""
+        if not entries:
+            return []
+        tx = self._own_tx()
+        if tx is not None:
+            return await self._insert(tx, entries)
+        async with self._acquire() as conn, conn.transaction():
+            ids = await self._insert(PostgresTransaction(self, conn), entries)
+        self._watcher.advance(ids[-1])
+        return ids
+
+    async def read_after(self, last_id: int, limit: int = 1000) -> list[Message]:
+        """Messages with ``id > last_id`` in id order, at most ``limit``."""
+        async with self._acquire() as conn:
+            rows = await conn.fetch(self._read_sql, last_id, limit)
+        return [
+            Message(i, n, p, t) if m is None else Message(i, n, p, t, decode_metadata(m))
+            for i, n, p, t, m in rows
+        ]
+
+    async def head(self) -> int:
+        """The highest committed id (0 for an empty log)."""
+        async with self._acquire() as conn:
+            value = await conn.fetchval(f"SELECT COALESCE(MAX(id), 0) FROM {self.messages_table}")
+        return int(value)
+
+    async def wait_for(self, after_id: int, timeout: float) -> bool:
+        """Wait for a NOTIFY past ``after_id``; ``False`` on timeout."""
+        return await self._watcher.wait(after_id, timeout)
+
+    async def get_checkpoint(self, worker: str) -> int:
+        async with self._acquire() as conn:
+            value = await conn.fetchval(
+                f"SELECT last_id FROM {self.checkpoints_table} WHERE worker = $1", worker
+            )
+        return int(value or 0)
+
+    async def save_checkpoint(self, worker: str, last_id: int) -> None:
+        tx = self._own_tx()
+        if tx is not None:
+            await tx.save_checkpoint(worker, last_id)
+            return
+        async with self._acquire() as conn:
+            await conn.execute(self._upsert_sql, worker, last_id, time.time())
+
+    async def checkpoints(self) -> dict[str, tuple[int, float]]:
+        async with self._acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT worker, last_id, updated_at FROM {self.checkpoints_table} ORDER BY worker"
+            )
+        return {r[0]: (int(r[1]), float(r[2])) for r in rows}
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction on one connection; appends and checkpoints inside it join it."""
+        outer = self._own_tx()
+        if outer is not None:
+            yield outer
+            return
+        async with self._acquire() as conn:
+            tx = PostgresTransaction(self, conn)
+            token = current_transaction.set(tx)
+            try:
+                async with conn.transaction():
+                    yield tx
+            finally:
+                current_transaction.reset(token)
+        if tx.appended:
+            self._watcher.advance(tx.appended)

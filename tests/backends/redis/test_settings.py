@@ -1,0 +1,63 @@
+"""RedisSettings: URL forms, options, validation and password redaction (no server needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from workhive.backends import open_backend
+from workhive.backends.redis import RedisBackend, RedisSettings
+from workhive.backends.redis_pubsub import RedisPubSubBackend
+from workhive.errors import ConfigError
+
+
+def test_defaults_and_options_override_query() -> None:
+    s = RedisSettings.from_url("redis://h:6380/2?prefix=q&socket_timeout=3", prefix="opt")
+    assert (s.prefix, s.socket_timeout, s.password) == ("opt", 3.0, None)
+    assert s.url == "redis://h:6380/2"
+
+
+def test_password_from_url_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_PASSWORD", "from-env")
+    s = RedisSettings.from_url("rediss://user:p%40ss@h:6379/0")
+    assert s.password == "p@ss"
+    assert "p@ss" not in repr(s) and "p%40ss" not in repr(s)
+    assert s.redacted_url == "rediss://user:***@h:6379/0"
+    backend = RedisBackend(s)
+    assert "p@ss" not in repr(backend)
+    assert "p@ss" not in str(s.unavailable(OSError("auth p@ss failed")))
+
+
+def test_password_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_PASSWORD", "from-env")
+    s = RedisSettings.from_url("redis://127.0.0.1:6379/0")
+    assert s.password == "from-env" and "from-env" not in repr(s)
+
+
+def test_unix_socket_url() -> None:
+    s = RedisSettings.from_url("unix:///run/redis.sock?db=3&password=pw")
+    assert s.url == "unix:///run/redis.sock?db=3" and s.password == "pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "needle"),
+    [
+        ("redis://h/0", {"prefix": "has space"}, "prefix"),
+        ("redis://h/0", {"prefix": "glob*"}, "prefix"),
+        ("redis://h/0", {"socket_timeout": "soon"}, "socket_timeout"),
+        ("redis://h/0", {"retries": -1}, "retries"),
+        ("redis://h/0", {"bogus": 1}, "bogus"),
+        ("http://h/0", {}, "scheme"),
+        ("redis:///0", {}, "host"),
+        ("unix://", {}, "socket path"),
+    ],
+)
+def test_bad_settings_are_config_errors(url: str, options: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        RedisSettings.from_url(url, **options)
+
+
+def test_registry_builds_both_backends() -> None:
+    assert isinstance(open_backend("redis://127.0.0.1:6379/0", prefix="x"), RedisBackend)
+    pubsub = open_backend("redis-pubsub://127.0.0.1:6379/0")
+    assert isinstance(pubsub, RedisPubSubBackend)
+    assert pubsub.settings.url == "redis://127.0.0.1:6379/0"

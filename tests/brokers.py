@@ -1,0 +1,36 @@
+"""Print which test brokers are reachable; exit 1 in CI if any is missing.
+
+Runs before the suite (``make test``) so a missing broker is reported once, up front, with the
+command that starts it, rather than as dozens of failed tests.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tests._services import DEFAULTS, in_ci, reachable, service_url
+
+START = {
+    "redis": "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
+    "--appendonly no",
+    "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+}
+
+
+def main() -> int:
+    missing = []
+    for name in DEFAULTS:
+        url = service_url(name)
+        ok = reachable(url)
+        print(f"broker {name:<9} {url:<45} {'up' if ok else 'DOWN'}")
+        if not ok:
+            missing.append(name)
+            print(f"  start it with: {START[name]}")
+    if missing and in_ci():
+        print(f"CI needs every broker; missing: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

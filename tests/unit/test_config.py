@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workhive import ConfigError, Hive, load_config
+from workhive.config import parse_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "workhive.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_full_file_and_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+worker:
+  backend: memory
+  concurrency: 4
+  sqlite: {path: other.db}
+  tasks: {email_notifications: true, data_export: false}
+""")
+    cfg = load_config(path)
+    assert cfg.worker.concurrency == 4 and cfg.backend_url() == "memory://"
+    hive = Hive(config=cfg)
+    assert hive.flags == {"email_notifications": True, "data_export": False}
+
+
+def test_unknown_key_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "worker:\n  concurency: 4\n")
+    with pytest.raises(ConfigError, match=r"workhive.yaml: unknown key worker.concurency"):
+        load_config(path)
+
+
+def test_wrong_type_names_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "worker:\n  concurrency: lots\n")
+    with pytest.raises(ConfigError, match=r"workhive.yaml: key worker.concurrency: Expected `int`"):
+        load_config(path)
+
+
+def test_broken_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "worker: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"workhive.yaml: not valid YAML"):
+        load_config(path)
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_env_overrides_win() -> None:
+    env = {"WORKHIVE_BACKEND": "redis", "REDIS_URL": "redis://h:1/2",
+           "WORKHIVE_CONCURRENCY": "7", "WORKHIVE_FLAG_REPORTS": "off"}
+    cfg = parse_config({"worker": {"backend": "sqlite", "tasks": {"reports": True}}}, "f.yaml", env)
+    assert cfg.backend_url() == "redis://h:1/2" and cfg.worker.concurrency == 7
+    assert cfg.backend_options() == {"prefix": "workhive"}
+    assert cfg.worker.tasks == {"reports": False}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"WORKHIVE_CONCURRENCY": "x"}, r"\$WORKHIVE_CONCURRENCY: expected int"),
+    ({"WORKHIVE_FLAG_A": "maybe"}, r"\$WORKHIVE_FLAG_A: expected true/false"),
+    ({"WORKHIVE_BACKEND": "kafka"}, r"'kafka' is not available in this version"),
+    ({"WORKHIVE_BACKEND": "carrier-pigeon"}, r"'carrier-pigeon' is unknown"),
+])
+def test_bad_env(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({}, "f.yaml", env)
+
+
+def test_semantic_checks() -> None:
+    with pytest.raises(ConfigError, match="worker.concurrency must be >= 1"):
+        parse_config({"worker": {"concurrency": 0}}, "f.yaml", {})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config([1, 2], "f.yaml", {})

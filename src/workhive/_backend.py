@@ -24,7 +24,7 @@ import enum
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -208,8 +208,6 @@ class SupportsInspect(Protocol):
     async def forget_worker(self, worker_id: str) -> None: ...
 
 
-P = TypeVar("P")
-
 _PROTOCOL_OF: dict[Capability, type[Any]] = {
     Capability.EVENTS: SupportsEvents,
     Capability.CRON: SupportsCron,
@@ -232,14 +230,6 @@ def require(backend: Backend, capability: Capability, what: str) -> None:
             f"the {backend.name!r} backend does not support {capability.value} ({what})"
             + (f"; {hint}" if hint else "")
         )
-
-
-def capability(backend: Backend, cap: Capability, proto: type[P], what: str) -> P:
-    """``require`` then return the backend typed as the capability Protocol."""
-    require(backend, cap, what)
-    if not isinstance(backend, proto):  # pragma: no cover - a backend lying about itself
-        raise CapabilityError(f"{backend.name!r} declares {cap.value} but lacks its methods")
-    return backend
 
 
 def events_of(backend: Backend, what: str) -> SupportsEvents:

@@ -133,6 +133,17 @@ class Hive:
         self.tasks[task.name] = task
         logger.info("Registered handler: %s", task.name)
 
+    def check_runnable(self) -> None:
+        """Raise CapabilityError unless this backend can run this hive's handlers.
+
+        Tasks need durable queues; subscribers alone can run on an at-most-once event backend
+        (redis-pubsub). Checked before a worker starts, so the error comes before any fetch.
+        """
+        if self.tasks or not self.subscribers:
+            require(self.backend, Capability.QUEUE, "running a worker")
+        else:
+            events_of(self.backend, "running subscribers")
+
     def queues(self) -> list[str]:
         """Every queue this hive's handlers consume: task queues, then subscriber groups."""
         names = dict.fromkeys(t.options.queue for t in self.tasks.values())

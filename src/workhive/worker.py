@@ -35,13 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from workhive._backend import (
-    Capability,
     Delivery,
     Settlement,
     SupportsInspect,
     WorkerInfo,
-    events_of,
-    require,
 )
 from workhive._context import TaskContext
 from workhive._envelope import AttemptRecord, Envelope, decode, encode, new_id
@@ -137,10 +134,7 @@ class Worker:
         """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty)."""
         if not self.queues:
             raise ValueError("this worker has no queues: register tasks or subscribers first")
-        if self.hive.tasks or not self.hive.subscribers:
-            require(self.backend, Capability.QUEUE, "running a worker")
-        else:  # subscribers only: an at-most-once event backend (redis-pubsub) will do
-            events_of(self.backend, "running subscribers")
+        self.hive.check_runnable()
         await self.hive.open()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
         self._log_startup()

@@ -19,8 +19,10 @@ logger = logging.getLogger(__name__)
 
 class NoopBackend:
     name = "noop"
-    #: everything but QUEUE: it accepts every call an app makes, and refuses to run a worker.
-    capabilities = frozenset(Capability) - {Capability.QUEUE}
+    #: every producer-side capability: it accepts whatever an app sends, and runs no worker.
+    capabilities = frozenset(Capability) - {
+        Capability.QUEUE, Capability.INSPECT, Capability.DEAD_LETTER, Capability.LEASES
+    }
 
     def __init__(self) -> None:
         self.accepted = 0

@@ -1,0 +1,193 @@
+"""``workhive dlq list|show|replay|purge``: look at and act on dead letters.
+
+Ids may be given as any unique prefix (they are 32 hex characters; nobody types those). An
+unknown or ambiguous id is an error naming it, and nothing is replayed or purged unless every
+id resolved — a half-applied replay is harder to reason about than a refused one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from workhive.cli._app import HiveSpec, sqlite_must_exist
+from workhive.cli._common import CliError, console, hive_options, run, set_verbose
+from workhive.hive import Hive
+from workhive.inspector import DeadLetterView, Inspector, dead_letters_of
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def view_json(view: DeadLetterView, *, full: bool) -> dict[str, Any]:
+    env = view.envelope
+    data: dict[str, Any] = {"id": view.id, "queue": view.letter.queue, "name": view.name,
+                            "attempts": view.attempts, "reason": view.letter.reason,
+                            "failed_at": view.letter.failed_at}
+    if full:
+        data["payload"] = env.payload if env is not None else None
+        data["decode_error"] = view.decode_error or None
+        data["history"] = [{"attempt": r.attempt, "at": r.at, "error": r.error,
+                            "traceback": r.traceback} for r in (env.history if env else ())]
+    return data
+
+
+def _open(app: str | None, backend: str | None, config: str | None) -> Hive:
+    hive = HiveSpec(app, backend, config).build()
+    sqlite_must_exist(hive)
+    return hive
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """Inspect, replay and purge dead letters."""
+
+
+@dlq_group.command("list")
+@click.option("--queue", "-q", help="Only this queue.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@hive_options
+@click.pass_context
+def dlq_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool,
+             app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
+    """List dead letters: id, queue, task, attempts, reason."""
+    set_verbose(ctx, verbose)
+    hive = _open(app, backend, config)
+
+    async def go() -> list[DeadLetterView]:
+        try:
+            return await Inspector(hive).dead_letters(queue, limit)
+        finally:
+            await hive.close()
+
+    views = run(go())
+    if as_json:
+        click.echo(json.dumps([view_json(v, full=False) for v in views]))
+        return
+    if not views:
+        console().print("The dead-letter queue is empty.")
+        return
+    table = Table(title="Dead letters")
+    table.add_column("id", no_wrap=True)
+    for column in ("queue", "task", "attempts", "failed at (UTC)", "reason"):
+        table.add_column(column)
+    for v in views:
+        table.add_row(v.id, v.letter.queue, v.name, str(v.attempts), _when(v.letter.failed_at),
+                      escape(v.letter.reason))
+    console().print(table)
+
+
+@dlq_group.command("show")
+@click.argument("dead_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True)
+@hive_options
+@click.pass_context
+def dlq_show(ctx: click.Context, dead_id: str, as_json: bool, app: str | None,
+             backend: str | None, config: str | None, verbose: bool) -> None:
+    """Show one dead letter: payload, error, and every attempt with its traceback."""
+    set_verbose(ctx, verbose)
+    hive = _open(app, backend, config)
+
+    async def go() -> DeadLetterView:
+        try:
+            (view,) = await _resolve(Inspector(hive), [dead_id], None)
+        finally:
+            await hive.close()
+        return view
+
+    view = run(go())
+    if as_json:
+        click.echo(json.dumps(view_json(view, full=True), default=repr))
+        return
+    out = console()
+    letter, env = view.letter, view.envelope
+    out.print(f"[bold]Dead letter {view.id}[/]")
+    out.print(f"queue:     {escape(letter.queue)}")
+    out.print(f"task:      {escape(view.name)}" + (f" ({env.kind})" if env else ""))
+    out.print(f"failed at: {_when(letter.failed_at)} UTC")
+    out.print(f"reason:    [red]{escape(letter.reason)}[/]")
+    if env is None:
+        out.print(f"[red]the stored message could not be decoded: {escape(view.decode_error)}[/]")
+        return
+    out.print("payload:")
+    out.print(escape(json.dumps(env.payload, indent=2, default=repr)), soft_wrap=True)
+    out.print(f"attempts:  {len(env.history)}")
+    for record in env.history:
+        out.print(f"[bold]-- attempt {record.attempt + 1} at {_when(record.at)} UTC: "
+                  f"{escape(record.error)}[/]")
+        if record.traceback:
+            out.print(escape(record.traceback.rstrip()), soft_wrap=True)
+
+
+async def _resolve(inspector: Inspector, prefixes: Sequence[str],
+                   queue: str | None) -> list[DeadLetterView]:
+    """One dead letter per prefix, or CliError naming the unknown/ambiguous one."""
+    resolved = []
+    for prefix in prefixes:
+        if not prefix.strip():
+            raise CliError("an empty dead-letter id matches everything; use --all for that")
+        matches = await inspector.find_dead(prefix, queue)
+        if not matches:
+            where = f" in queue {queue!r}" if queue else ""
+            raise CliError(f"no dead letter with id {prefix!r}{where} (see: workhive dlq list)")
+        if len(matches) > 1:
+            raise CliError(f"id prefix {prefix!r} is ambiguous: it matches {len(matches)} dead "
+                           "letters; give more characters")
+        resolved.append(matches[0])
+    return resolved
+
+
+def _act(action: str, ids: tuple[str, ...], all_: bool, queue: str | None, hive: Hive) -> int:
+    if bool(ids) == all_:
+        raise CliError(f"dlq {action}: name dead-letter ids or pass --all (not both)")
+    dead = dead_letters_of(hive.backend, f"dlq {action}")
+
+    async def go() -> int:
+        try:
+            await hive.open()
+            chosen = None
+            if ids:
+                chosen = [v.id for v in await _resolve(Inspector(hive), ids, queue)]
+            if action == "replay":
+                return await dead.replay_dead(chosen, queue)
+            return await dead.purge_dead(chosen, queue)
+        finally:
+            await hive.close()
+
+    return run(go())
+
+
+@dlq_group.command("replay")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Replay every dead letter (see --queue).")
+@click.option("--queue", "-q", help="Only dead letters of this queue.")
+@hive_options
+@click.pass_context
+def dlq_replay(ctx: click.Context, ids: tuple[str, ...], all_: bool, queue: str | None,
+               app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
+    """Put dead letters back on their queue with a fresh attempt count."""
+    set_verbose(ctx, verbose)
+    count = _act("replay", ids, all_, queue, _open(app, backend, config))
+    console().print(f"Replayed {count} dead letter(s)")
+
+
+@dlq_group.command("purge")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "all_", is_flag=True, help="Purge every dead letter (see --queue).")
+@click.option("--queue", "-q", help="Only dead letters of this queue.")
+@hive_options
+@click.pass_context
+def dlq_purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, queue: str | None,
+              app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
+    """Delete dead letters for good."""
+    set_verbose(ctx, verbose)
+    count = _act("purge", ids, all_, queue, _open(app, backend, config))
+    console().print(f"Purged {count} dead letter(s)")

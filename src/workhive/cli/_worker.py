@@ -1,0 +1,112 @@
+"""``workhive worker``: run a hive's handlers until told to stop.
+
+Signals follow DESIGN §4: the first SIGTERM/SIGINT stops fetching and lets running handlers
+finish within ``--shutdown-timeout`` (the rest go back to the queue), and the process exits 0;
+a second signal stops at once (running handlers are cancelled and released, exit code 1, so a
+supervisor can tell a cut-short shutdown from a clean one). ``--burst`` drains the queues and
+exits 0, for cron-driven batch runs and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+import click
+
+from workhive.cli._app import HiveSpec
+from workhive.cli._common import CliError, hive_options, run, set_verbose
+from workhive.hive import Hive
+from workhive.worker import Worker
+
+logger = logging.getLogger("workhive.cli")
+
+
+@click.command("worker")
+@click.option("--queues", "-Q", metavar="A,B", help="Only these queues (default: all the "
+              "app's task queues and subscriber groups).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), help="Handlers run at once.")
+@click.option("--shutdown-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Grace period for running handlers after the first signal.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="How long a fetched message is ours before another worker may take it.")
+@click.option("--burst", is_flag=True, help="Drain the queues, then exit.")
+@hive_options
+@click.pass_context
+def worker_command(
+    ctx: click.Context,
+    queues: str | None,
+    concurrency: int | None,
+    shutdown_timeout: float | None,
+    lease: float | None,
+    burst: bool,
+    app: str | None,
+    backend: str | None,
+    config: str | None,
+    verbose: bool,
+) -> None:
+    """Run workers for --app until SIGTERM/SIGINT (or, with --burst, until idle)."""
+    set_verbose(ctx, verbose, quiet_level=logging.INFO)
+    spec = HiveSpec(app, backend, config)
+    spec.require_app("workhive worker")
+    logger.info("Setting up task registrations...")
+    hive = spec.build()
+    if not hive.config.worker.enabled:
+        logger.warning("Workers are disabled (worker.enabled is false in %s); exiting",
+                       hive.config.source)
+        return
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if queues is not None and not names:
+        raise CliError("--queues needs at least one queue name")
+    if not hive.tasks and not hive.subscribers:
+        raise CliError(f"--app {app!r} registers no tasks or subscribers (feature flags off?); "
+                       "there is nothing to run")
+    hive.check_runnable()
+    logger.info("Registering all tasks with worker server...")
+    worker = hive.worker(queues=names, concurrency=concurrency,
+                         shutdown_timeout=shutdown_timeout, lease=lease)
+    forced = run(serve(hive, worker, burst=burst))
+    if forced:
+        # Unfinished tasks are already released; a sync handler still sleeping in a pool
+        # thread cannot be cancelled, and a normal exit would join that thread. "Stop now"
+        # means now, so skip interpreter shutdown.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+async def serve(hive: Hive, worker: Worker, *, burst: bool) -> bool:
+    """Run ``worker`` with signal handling; True when a second signal forced the stop."""
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        seen.append(signum)
+        name = signal.Signals(signum).name
+        if len(seen) == 1:
+            logger.info("Received %s: finishing running tasks (up to %.0fs); send it again to "
+                        "stop now", name, worker.shutdown_timeout)
+            worker.stop()
+        else:
+            logger.warning("Received %s again: stopping now, unfinished tasks go back to the "
+                           "queue", name)
+            worker.stop(force=True)
+
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # not available off the main thread or on Windows: the worker still runs
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            installed.append(signum)
+    try:
+        await worker.run(until_idle=burst)
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await hive.close()
+    return len(seen) >= 2

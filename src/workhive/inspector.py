@@ -1,0 +1,205 @@
+"""A read-only view over a hive and its backend, for the CLI and the dashboard.
+
+Why a separate role: the CLI and the dashboard must show the same numbers, and neither should
+know backend internals. Everything here goes through the capability Protocols
+(:class:`~workhive._backend.SupportsInspect`, :class:`~workhive._backend.SupportsDeadLetters`),
+so a backend lacking one gives a :class:`~workhive.errors.CapabilityError` naming it, not an
+``AttributeError``. Nothing here writes: DLQ replay and purge are commands, not views.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from workhive._backend import (
+    Backend,
+    Capability,
+    DeadLetter,
+    QueueStats,
+    SupportsDeadLetters,
+    SupportsInspect,
+    WorkerInfo,
+    require,
+)
+from workhive._envelope import Envelope, decode
+from workhive.errors import CapabilityError, SerializationError
+from workhive.hive import Hive
+from workhive.scheduler.cron import next_tick
+
+_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Queue counts and live workers at one moment (``taken_at``, unix seconds)."""
+
+    backend: str
+    taken_at: float
+    queues: list[QueueStats]
+    workers: list[WorkerInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRate:
+    """Settlements per second between two snapshots (``failed`` counts retried attempts too)."""
+
+    queue: str
+    processed_per_s: float
+    failed_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    """A dead letter with its envelope decoded; ``envelope`` is None for malformed bytes."""
+
+    letter: DeadLetter
+    envelope: Envelope | None
+    decode_error: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.letter.id
+
+    @property
+    def name(self) -> str:
+        return self.envelope.name if self.envelope is not None else "<malformed>"
+
+    @property
+    def attempts(self) -> int:
+        """Attempts made: each failed attempt leaves one record in the history."""
+        return len(self.envelope.history) if self.envelope is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class CronEntry:
+    """A registered cron job and when it fires next (``target`` is "task X" / "publish Y")."""
+
+    name: str
+    schedule: str
+    next_fire: float
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Declaration:
+    """One task / subscriber / cron job a module declared, and whether its flag let it in."""
+
+    kind: str
+    name: str
+    module: str
+    detail: str
+    flag: str | None = None
+    enabled: bool = True
+
+
+class Inspector:
+    """Read-only questions about ``hive``; the caller opens and closes the hive."""
+
+    def __init__(self, hive: Hive) -> None:
+        self.hive = hive
+
+    async def snapshot(self) -> Snapshot:
+        """Per-queue counts (queues the hive consumes appear even when empty) and workers."""
+        inspect = inspect_of(self.hive.backend, "queue statistics")
+        await self.hive.open()
+        stats = {s.queue: s for s in await inspect.stats()}
+        for queue in self.hive.queues():
+            stats.setdefault(queue, QueueStats(queue))
+        workers = sorted(await inspect.workers(), key=lambda w: w.id)
+        return Snapshot(self.hive.backend.name, time.time(),
+                        sorted(stats.values(), key=lambda s: s.queue), workers)
+
+    @staticmethod
+    def rates(before: Snapshot, after: Snapshot) -> dict[str, QueueRate]:
+        """Per-queue rates between two snapshots; counters that went backwards read as 0."""
+        elapsed = max(after.taken_at - before.taken_at, 1e-9)
+        old = {s.queue: s for s in before.queues}
+        rates = {}
+        for stat in after.queues:
+            prev = old.get(stat.queue, QueueStats(stat.queue))
+            rates[stat.queue] = QueueRate(
+                stat.queue,
+                max(stat.processed - prev.processed, 0) / elapsed,
+                max(stat.failed - prev.failed, 0) / elapsed,
+            )
+        return rates
+
+    def _dead(self) -> SupportsDeadLetters:
+        return dead_letters_of(self.hive.backend, "dead-letter queue")
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetterView]:
+        dead = self._dead()
+        await self.hive.open()
+        return [_view(d) for d in await dead.dead_letters(queue, limit, offset)]
+
+    async def find_dead(self, prefix: str, queue: str | None = None) -> list[DeadLetterView]:
+        """Dead letters whose id starts with ``prefix`` (ids are long; people paste a prefix)."""
+        dead = self._dead()
+        await self.hive.open()
+        found: list[DeadLetterView] = []
+        offset = 0
+        while True:
+            page = await dead.dead_letters(queue, _PAGE, offset)
+            found += [_view(d) for d in page if d.id.startswith(prefix)]
+            if len(page) < _PAGE:
+                return found
+            offset += _PAGE
+
+    def cron_jobs(self, now: float | None = None) -> list[CronEntry]:
+        """The hive's cron jobs with their next fire time after ``now`` (pure, no backend)."""
+        when = time.time() if now is None else now
+        entries = []
+        for job in self.hive.crons.values():
+            target = f"task {job.task}" if job.task is not None else f"publish {job.publish}"
+            entries.append(CronEntry(job.name, job.schedule, next_tick(job.schedule, when), target))
+        return sorted(entries, key=lambda e: (e.next_fire, e.name))
+
+    def declarations(self) -> list[Declaration]:
+        """Everything the included modules declared, including what a feature flag kept out."""
+        hive = self.hive
+        subscribed = {s.name for s in hive.subscribers}
+        out: list[Declaration] = []
+        for module in hive.modules:
+            for task in module.tasks:
+                out.append(Declaration("task", task.name, module.name,
+                                       f"queue {task.options.queue}", task.flag,
+                                       task.name in hive.tasks))
+            for sub in module.subscribers:
+                out.append(Declaration("subscriber", sub.pattern, module.name,
+                                       f"group {sub.group}", sub.flag, sub.name in subscribed))
+            for job in module.crons:
+                target = f"task {job.task}" if job.task else f"publish {job.publish}"
+                out.append(Declaration("cron", job.name, module.name,
+                                       f"{job.schedule} -> {target}", job.flag,
+                                       job.name in hive.crons))
+        return out
+
+
+def inspect_of(backend: Backend, what: str) -> SupportsInspect:
+    """The backend as :class:`SupportsInspect`, or CapabilityError naming ``what``.
+
+    (Not :func:`workhive._backend.capability`: mypy refuses a Protocol as its ``type[P]``.)
+    """
+    require(backend, Capability.INSPECT, what)
+    if not isinstance(backend, SupportsInspect):  # pragma: no cover - a backend lying
+        raise CapabilityError(f"{backend.name!r} declares inspect but lacks its methods")
+    return backend
+
+
+def dead_letters_of(backend: Backend, what: str) -> SupportsDeadLetters:
+    """The backend as :class:`SupportsDeadLetters`, or CapabilityError naming ``what``."""
+    require(backend, Capability.DEAD_LETTER, what)
+    if not isinstance(backend, SupportsDeadLetters):  # pragma: no cover - a backend lying
+        raise CapabilityError(f"{backend.name!r} declares dead_letter but lacks its methods")
+    return backend
+
+
+def _view(letter: DeadLetter) -> DeadLetterView:
+    try:
+        return DeadLetterView(letter, decode(letter.body))
+    except SerializationError as exc:
+        return DeadLetterView(letter, None, str(exc))
+

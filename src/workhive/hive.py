@@ -28,7 +28,7 @@ from workhive.middleware import Middleware, default_middleware
 from workhive.module import Module
 
 if TYPE_CHECKING:
-    from workhive.worker import Worker
+    from workhive.worker import Service, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Hive:
         self.crons: dict[str, CronDef] = {}
         self.disabled: dict[str, str] = {}  # declaration name -> the flag that turned it off
         self.modules: list[Module] = []
+        self.services: list[Service] = []
         self._opened = False
 
     @classmethod
@@ -133,15 +134,21 @@ class Hive:
         self.tasks[task.name] = task
         logger.info("Registered handler: %s", task.name)
 
+    def add_service(self, service: Service) -> None:
+        """Run ``service`` (e.g. a command-log ``App``) inside every worker of this hive:
+        started before the consumer, stopped with the worker's shutdown timeout."""
+        self.services.append(service)
+        logger.info("Registered service: %s", type(service).__name__)
+
     def check_runnable(self) -> None:
         """Raise CapabilityError unless this backend can run this hive's handlers.
 
         Tasks need durable queues; subscribers alone can run on an at-most-once event backend
         (redis-pubsub). Checked before a worker starts, so the error comes before any fetch.
         """
-        if self.tasks or not self.subscribers:
+        if self.tasks or (not self.subscribers and not self.services):
             require(self.backend, Capability.QUEUE, "running a worker")
-        else:
+        elif self.subscribers:
             events_of(self.backend, "running subscribers")
 
     def queues(self) -> list[str]:

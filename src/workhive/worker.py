@@ -45,13 +45,14 @@ from workhive._envelope import AttemptRecord, Envelope, decode, encode, new_id
 from workhive._task import Handler, TaskOptions, validate_payload
 from workhive.errors import (
     BackendError,
+    RegistryError,
     Reject,
     Retry,
     SerializationError,
     Skip,
     ValidationError,
 )
-from workhive.middleware import Metrics, build_chain
+from workhive.middleware import CallNext, Metrics, build_chain
 
 if TYPE_CHECKING:
     from workhive.hive import Hive
@@ -97,10 +98,12 @@ class Worker:
         self.lease = lease or cfg.lease
         self.poll_interval = poll_interval
         self.cron_enabled = cron and bool(hive.crons)
-        self.services = list(services)
+        self.services = [*hive.services, *services]
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.processed = 0
         self._threads = threads or min(32, self.concurrency)
+        # fetch in half-batches: the next fetch runs in the backend while this one is handled
+        self._batch = max(1, self.concurrency // 2)
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: dict[asyncio.Task[None], Delivery] = {}
         self._slot_freed = asyncio.Event()
@@ -113,7 +116,7 @@ class Worker:
         self._routes: dict[str, tuple[Handler, TaskOptions]] = {
             name: (t.handler, t.options) for name, t in hive.tasks.items()
         }
-        self._chain = build_chain(hive.middleware, self._execute)
+        self._chains: dict[int, CallNext] = {}  # id(TaskOptions) -> its middleware chain
         self.metrics = next((m for m in hive.middleware if isinstance(m, Metrics)), None)
 
     # -- control ------------------------------------------------------------------------
@@ -132,8 +135,9 @@ class Worker:
 
     async def run(self, *, until_idle: bool = False, wait_delayed: bool = True) -> None:
         """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty)."""
-        if not self.queues:
-            raise ValueError("this worker has no queues: register tasks or subscribers first")
+        if not self.queues and not self.services:
+            raise RegistryError("this worker has nothing to run: register tasks, subscribers "
+                                "or a service (hive.add_service) first")
         self.hive.check_runnable()
         await self.hive.open()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
@@ -176,6 +180,10 @@ class Worker:
     # -- consumer -----------------------------------------------------------------------
 
     async def _consume(self, until_idle: bool, wait_delayed: bool) -> None:
+        if not self.queues:  # services only (command-log workers): nothing to fetch
+            if not until_idle:
+                await self._stopping.wait()
+            return
         failures = 0
         while not self._stopping.is_set():
             free = self.concurrency - self._unsettled
@@ -185,8 +193,8 @@ class Worker:
                 continue
             wait = 0.05 if until_idle else self.poll_interval
             try:
-                deliveries = await self.backend.fetch(self.queues, free, lease=self.lease,
-                                                      wait=wait)
+                deliveries = await self.backend.fetch(self.queues, min(free, self._batch),
+                                                      lease=self.lease, wait=wait)
                 failures = 0
             except BackendError as exc:
                 failures += 1
@@ -265,8 +273,9 @@ class Worker:
                                     reason=str(exc)))
             return
         ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
+        chain = self._chains.get(id(options)) or self._chain_for(options)
         try:
-            await self._chain(ctx)
+            await chain(ctx)
         except asyncio.CancelledError:
             self._settle(Settlement(delivery, "release"))
             raise
@@ -286,6 +295,11 @@ class Worker:
                                     body=self._failed(env, reason, exc)))
         else:
             self._settle(Settlement(delivery, "ack"))
+
+    def _chain_for(self, options: TaskOptions) -> CallNext:
+        layers = [mw for mw in self.hive.middleware if mw.applies(options)]
+        chain = self._chains[id(options)] = build_chain(layers, self._execute)
+        return chain
 
     def _route(self, env: Envelope) -> tuple[Handler, TaskOptions] | None:
         if env.kind == "task":

@@ -62,7 +62,7 @@ def worker_command(
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     if queues is not None and not names:
         raise CliError("--queues needs at least one queue name")
-    if not hive.tasks and not hive.subscribers:
+    if not hive.tasks and not hive.subscribers and not hive.services:
         raise CliError(f"--app {app!r} registers no tasks or subscribers (feature flags off?); "
                        "there is nothing to run")
     hive.check_runnable()

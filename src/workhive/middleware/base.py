@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import ClassVar
 
 from workhive._context import TaskContext
+from workhive._task import TaskOptions
 
 CallNext = Callable[[TaskContext], Awaitable[None]]
 
@@ -20,6 +21,11 @@ class Middleware:
     """Base class: override ``__call__``; call ``await call_next(ctx)`` to continue."""
 
     options: ClassVar[frozenset[str]] = frozenset()
+
+    def applies(self, options: TaskOptions) -> bool:
+        """Whether this layer does anything for a task with ``options``; the worker leaves it
+        out of that task's chain when not (the chain is built once per task at start-up)."""
+        return True
 
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
         await call_next(ctx)

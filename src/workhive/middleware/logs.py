@@ -11,12 +11,17 @@ from workhive.middleware.base import CallNext, Middleware
 logger = logging.getLogger("workhive.task")
 
 
+def _extra(ctx: TaskContext) -> dict[str, object]:
+    """Built only when a record is emitted: the success path stays allocation-free."""
+    return {"task_id": ctx.id, "task": ctx.name, "queue": ctx.queue, "attempt": ctx.attempt}
+
+
 class LogMiddleware(Middleware):
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
-        extra = {"task_id": ctx.id, "task": ctx.name, "queue": ctx.queue, "attempt": ctx.attempt}
         try:
             await call_next(ctx)
         except Retry as signal:
+            extra = _extra(ctx)
             if signal.count:
                 logger.warning("%s failed (attempt %d), retrying in %.2fs: %s", ctx.name,
                                ctx.attempt + 1, signal.delay or 0, signal.reason, extra=extra)
@@ -25,12 +30,12 @@ class LogMiddleware(Middleware):
                             signal.reason, extra=extra)
             raise
         except Reject as signal:
-            logger.error("%s dead-lettered: %s", ctx.name, signal.reason, extra=extra)
+            logger.error("%s dead-lettered: %s", ctx.name, signal.reason, extra=_extra(ctx))
             raise
         except Skip:
             raise
         except Exception:
-            logger.exception("%s crashed", ctx.name, extra=extra)
+            logger.exception("%s crashed", ctx.name, extra=_extra(ctx))
             raise
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s done", ctx.name, extra=extra)
+            logger.debug("%s done", ctx.name, extra=_extra(ctx))

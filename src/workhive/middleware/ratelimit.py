@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from workhive._backend import SupportsCounters
 from workhive._context import TaskContext
-from workhive._task import RateLimit
+from workhive._task import RateLimit, TaskOptions
 from workhive.errors import Reject, Retry
 from workhive.middleware.base import CallNext, Middleware
 
@@ -27,6 +27,9 @@ def limit_key(task: str, rule: RateLimit, payload: Any) -> str:
 
 
 class RateLimiter(Middleware):
+    def applies(self, options: TaskOptions) -> bool:
+        return options.rate_limit is not None
+
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
         rule = ctx.options.rate_limit
         if rule is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests._services import require_service, unique_name
+from tests._services import in_ci, require_service, unique_name
 from workhive.backends.redis import RedisBackend
 
 
@@ -72,9 +72,11 @@ def free_port() -> int:
 class PrivateRedis:
     """A redis-server child process on a fixed port, stoppable and restartable."""
 
-    def __init__(self, port: int, password: str | None = None) -> None:
+    def __init__(self, port: int, password: str | None = None,
+                 data_dir: str | None = None) -> None:
         self.port = port
         self.password = password
+        self.data_dir = data_dir  # set: keep data across restarts (AOF, fsync always)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -87,6 +89,8 @@ class PrivateRedis:
                 "--save", "", "--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.data_dir:
+            args += ["--dir", self.data_dir, "--appendonly", "yes", "--appendfsync", "always"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -106,10 +110,16 @@ class PrivateRedis:
         self.proc = None
 
 
+def require_redis_server() -> None:
+    if shutil.which("redis-server") is None:
+        if in_ci():
+            pytest.fail("CI needs redis-server on PATH for the outage tests", pytrace=False)
+        pytest.skip("redis-server is not on PATH")
+
+
 @pytest.fixture
 def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH")
+    require_redis_server()
     server = PrivateRedis(free_port(), password="s3cret-pw")
     server.start()
     try:

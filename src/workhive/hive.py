@@ -28,6 +28,7 @@ from workhive.middleware import Middleware, default_middleware
 from workhive.module import Module
 
 if TYPE_CHECKING:
+    from workhive.sync import SyncProducer
     from workhive.worker import Service, Worker
 
 logger = logging.getLogger(__name__)
@@ -285,6 +286,12 @@ class Hive:
         return await events.publish(env)
 
     # -- roles ------------------------------------------------------------------------
+
+    def sync(self) -> SyncProducer:
+        """A blocking producer for sync code; see :class:`workhive.sync.SyncProducer`."""
+        from workhive.sync import SyncProducer
+
+        return SyncProducer(self)
 
     def worker(self, **options: Any) -> Worker:
         """A worker runtime for this hive; see :class:`workhive.worker.Worker`."""

@@ -100,7 +100,7 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             raise SystemExit(f"unknown backend {name!r}")
         try:
             enqueue_rate = asyncio.run(_fill(url, prefix, n))
-            drained = _worker("drain", url, prefix, {})
+            drained = _worker("drain", url, prefix, {}, "--n", str(n))
             p50, p99 = _latency(url, prefix, tmp)
         finally:
             if prefix:

@@ -20,13 +20,18 @@ async def main(args: argparse.Namespace) -> None:
     worker = hive.worker(concurrency=args.concurrency, cron=False)
     started = time.perf_counter()
     if args.mode == "drain":
-        await worker.run(until_idle=True)
+        # time to the last completion, not including the idle check that ends the run
+        running = asyncio.create_task(worker.run(until_idle=True))
+        while worker.processed < args.n and not running.done():
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        await running
     else:
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(args.seconds)
         worker.stop()
         await task
-    elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
     await hive.close()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"drain_per_s": worker.processed / elapsed, "processed": worker.processed,
@@ -40,4 +45,5 @@ if __name__ == "__main__":
     parser.add_argument("--prefix")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--n", type=int, default=0, help="drain: messages expected")
     asyncio.run(main(parser.parse_args()))

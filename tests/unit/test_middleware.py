@@ -40,11 +40,16 @@ async def test_timeout_counts_as_failure_then_dead_letters() -> None:
 async def test_signals() -> None:
     m, runs = Module("s"), []
 
-    @m.task("s:retry_once", max_retries=0)
+    @m.task("s:retry_once", max_retries=1)
     async def retry_once(p: Any, ctx: TaskContext) -> None:
         runs.append(("retry", ctx.attempt))
         if ctx.attempt == 0:
-            raise Retry(0.01, reason="not yet")  # explicit retry beats max_retries=0
+            raise Retry(0.01, reason="not yet")  # explicit retry, with its own delay
+
+    @m.task("s:retry_forever", max_retries=2)
+    async def retry_forever() -> None:
+        runs.append(("forever", 0))
+        raise Retry(0.01, reason="still not ready")
 
     @m.task("s:reject")
     async def reject() -> None:
@@ -58,12 +63,14 @@ async def test_signals() -> None:
 
     hive = Hive("memory://")
     hive.include(m)
-    for name in ("s:retry_once", "s:reject", "s:skip"):
+    for name in ("s:retry_once", "s:reject", "s:skip", "s:retry_forever"):
         await hive.enqueue(name)
     await run_until_idle(hive)
-    assert sorted(runs) == [("reject", 0), ("retry", 0), ("retry", 1), ("skip", 0)]
-    (letter,) = await dead(hive)
-    assert letter.reason == "bad input, never retry"
+    assert sorted(runs) == [("forever", 0)] * 3 + [
+        ("reject", 0), ("retry", 0), ("retry", 1), ("skip", 0)]
+    reasons = sorted(d.reason for d in await dead(hive))
+    assert reasons == ["bad input, never retry",
+                       "still not ready (no retries left after 3 attempts)"]
 
 
 async def test_rate_limit_defers_without_counting_attempts() -> None:

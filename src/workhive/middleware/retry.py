@@ -1,5 +1,7 @@
 """Turn a handler's exception into a retry with exponential backoff, or a dead letter.
 
+An explicit ``Retry`` that counts is capped by the same ``max_retries`` (a handler that always
+asks to retry still ends in the dead-letter queue); ``Retry(count=False)`` is not capped.
 A failure with retries left becomes :class:`~workhive.errors.Retry` (delay = backoff with equal
 jitter); with none left it becomes :class:`~workhive.errors.Reject`. The original exception is
 kept as ``__cause__`` so the worker records its traceback in the attempt history.
@@ -24,7 +26,12 @@ class Retries(Middleware):
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
         try:
             await call_next(ctx)
-        except (Retry, Reject, Skip):
+        except Retry as signal:
+            if signal.count and ctx.retries_left <= 0:  # an explicit retry still has a budget
+                raise Reject(f"{signal.reason} (no retries left after {ctx.attempt + 1} "
+                             "attempts)") from signal
+            raise
+        except (Reject, Skip):
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"

@@ -32,10 +32,10 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
-
 from examples.chatear.notifications import send_email
 from examples.chatear.settings import DAY, Settings
 from examples.chatear.store import Store, User
+
 from workhive import Hive, Module, RateLimit, TaskContext
 from workhive.errors import Retry, Skip
 

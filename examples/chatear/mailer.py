@@ -14,8 +14,8 @@ import smtplib
 from email.message import EmailMessage
 from email.utils import formatdate
 
+from examples.chatear.rendering import Rendered
 from examples.chatear.settings import Settings
-from examples.chatear.templates import Rendered
 
 
 class PermanentSmtpError(Exception):

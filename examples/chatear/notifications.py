@@ -20,10 +20,10 @@ import logging
 import time
 
 import msgspec
-
-from examples.chatear import mailer, templates
+from examples.chatear import mailer, rendering
 from examples.chatear.settings import Settings
 from examples.chatear.store import Store
+
 from workhive import EnqueueResult, Hive, Module, TaskContext
 from workhive.errors import Reject, Skip
 
@@ -54,9 +54,9 @@ class Notifier:
             logger.info("email %s to %s was already sent; skipping the redelivery", key, p.to)
             raise Skip
         try:
-            rendered = templates.render(p.template, {"app_url": self.settings.public_url,
+            rendered = rendering.render(p.template, {"app_url": self.settings.public_url,
                                                      **p.vars})
-        except templates.TemplateError as exc:
+        except rendering.TemplateError as exc:
             raise Reject(str(exc)) from exc
         msg = mailer.build_message(self.settings, p.to, rendered, key)
         try:

@@ -20,7 +20,14 @@ from workhive._backend import (
     require,
 )
 from workhive._envelope import Envelope, make_envelope
-from workhive._task import CronDef, SubscriberDef, TaskDef, to_builtins, validate_payload
+from workhive._task import (
+    CronDef,
+    SubscriberDef,
+    TaskDef,
+    TaskOptions,
+    to_builtins,
+    validate_payload,
+)
 from workhive.backends import open_backend
 from workhive.config import HiveConfig, load_config
 from workhive.errors import ConfigError, RegistryError, UnknownTaskError
@@ -90,6 +97,7 @@ class Hive:
             for sub in module.subscribers:
                 if self._gate(sub.name, sub.flag):
                     self._check_events(sub.name)
+                    self._check_options(sub.name, sub.options)
                     if any(s.name == sub.name for s in self.subscribers):
                         raise RegistryError(f"subscriber {sub.name!r} is registered twice")
                     self.subscribers.append(sub)
@@ -120,18 +128,21 @@ class Hive:
         logger.info("Skipped %s: feature flag %r is %s", name, flag, state)
         return False
 
+    def _check_options(self, name: str, options: TaskOptions) -> None:
+        known = frozenset().union(*(mw.options for mw in self.middleware))
+        unknown = set(options.extra) - known
+        if unknown:
+            raise RegistryError(
+                f"{name!r}: unknown option(s) {sorted(unknown)}; no middleware reads "
+                f"them (known extra options: {sorted(known) or 'none'})"
+            )
+        if options.rate_limit is not None:
+            require(self.backend, Capability.COUNTERS, f"rate limit on {name}")
+
     def _register_task(self, task: TaskDef) -> None:
         if task.name in self.tasks:
             raise RegistryError(f"task {task.name!r} is registered twice")
-        known = frozenset().union(*(mw.options for mw in self.middleware))
-        unknown = set(task.options.extra) - known
-        if unknown:
-            raise RegistryError(
-                f"task {task.name!r}: unknown option(s) {sorted(unknown)}; no middleware reads "
-                f"them (known extra options: {sorted(known) or 'none'})"
-            )
-        if task.options.rate_limit is not None:
-            require(self.backend, Capability.COUNTERS, f"rate limit on {task.name}")
+        self._check_options(task.name, task.options)
         self.tasks[task.name] = task
         logger.info("Registered handler: %s", task.name)
 

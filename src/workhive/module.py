@@ -81,6 +81,7 @@ class Module:
         max_retries: int = 3,
         timeout: float | None = None,
         retry_backoff: float = 1.0,
+        rate_limit: RateLimit | None = None,
         flag: str | None = None,
         **extra: Any,
     ) -> Callable[[F], F]:
@@ -91,7 +92,8 @@ class Module:
         if not group or "@" in group:
             raise RegistryError(f"subscriber group must be a non-empty name without '@': {group!r}")
         options = TaskOptions(queue=f"@{group}", max_retries=max_retries, timeout=timeout,
-                              retry_backoff=retry_backoff, extra=dict(extra))
+                              retry_backoff=retry_backoff, rate_limit=rate_limit,
+                              extra=dict(extra))
 
         def register(fn: F) -> F:
             where = f"subscriber {group}<-{pattern}"

@@ -113,6 +113,7 @@ class Worker:
         self._unsettled = 0  # leased and not yet handed to settle: never more than concurrency
         self._has_pending = asyncio.Event()
         self._closing = False
+        self._retry_due = 0.0  # latest eta of a failure retry this worker scheduled
         self._routes: dict[str, tuple[Handler, TaskOptions]] = {
             name: (t.handler, t.options) for name, t in hive.tasks.items()
         }
@@ -134,7 +135,11 @@ class Worker:
         return len(self._inflight)
 
     async def run(self, *, until_idle: bool = False, wait_delayed: bool = True) -> None:
-        """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty)."""
+        """Run until :meth:`stop` (or, with ``until_idle``, until the queues are empty).
+
+        ``wait_delayed=False``: idle means nothing ready or running, and no retry this worker
+        scheduled still to come; tasks delayed into the future by someone else are left.
+        """
         if not self.queues and not self.services:
             raise RegistryError("this worker has nothing to run: register tasks, subscribers "
                                 "or a service (hive.add_service) first")
@@ -218,7 +223,9 @@ class Worker:
         for stat in await self.backend.stats():
             if stat.queue not in self.queues:
                 continue
-            if stat.ready or stat.in_flight or (wait_delayed and stat.delayed):
+            retries_pending = time.time() < self._retry_due
+            if stat.ready or stat.in_flight or (stat.delayed and (wait_delayed or
+                                                                  retries_pending)):
                 return False
         return True
 
@@ -280,9 +287,12 @@ class Worker:
             self._settle(Settlement(delivery, "release"))
             raise
         except Retry as signal:
-            delay = max(signal.delay or 0.0, 0.0)
-            nxt = env.next_attempt(self._record(env, signal), count=True) if signal.count else env
-            self._settle(Settlement(delivery, "retry", body=encode(nxt), eta=time.time() + delay,
+            eta = time.time() + max(signal.delay or 0.0, 0.0)
+            nxt = env
+            if signal.count:
+                nxt = env.next_attempt(self._record(env, signal), count=True)
+                self._retry_due = max(self._retry_due, eta)
+            self._settle(Settlement(delivery, "retry", body=encode(nxt), eta=eta,
                                     reason=signal.reason))
         except Reject as signal:
             self._settle(Settlement(delivery, "dead", reason=signal.reason,

@@ -150,3 +150,43 @@ async def test_run_until_idle_times_out_clearly() -> None:
 
     with pytest.raises(WorkhiveError, match="queues still busy after 0.3s"):
         await run_until_idle(hive, timeout=0.3)
+
+
+async def test_subscribers_can_be_rate_limited() -> None:
+    m, got = Module("e"), []
+
+    @m.subscribe("alerts.*", group="pager", rate_limit=RateLimit(1, 3600, on_limit="reject"))
+    async def page(e: dict[str, int]) -> None:
+        got.append(e["n"])
+
+    hive = Hive("memory://")
+    hive.include(m)
+    await hive.open()
+    for n in range(3):
+        await hive.publish("alerts.fire", {"n": n})
+    await run_until_idle(hive)
+    assert len(got) == 1
+    assert len(await dead(hive)) == 2
+
+
+async def test_idle_without_waiting_for_delayed_still_waits_for_own_retries() -> None:
+    m, runs = Module("b"), []
+
+    @m.task("b:flaky", max_retries=2, retry_backoff=0.05)
+    async def flaky() -> None:
+        runs.append("flaky")
+        if len(runs) < 2:
+            raise RuntimeError("once")
+
+    @m.task("b:tomorrow")
+    async def tomorrow() -> None:
+        runs.append("tomorrow")
+
+    hive = Hive("memory://")
+    hive.include(m)
+    await hive.enqueue("b:tomorrow", delay=86_400)
+    await hive.enqueue("b:flaky")
+    await run_until_idle(hive, wait_delayed=False)  # what `workhive worker --burst` does
+    assert runs == ["flaky", "flaky"]
+    stats = {s.queue: s for s in await hive.backend.stats()}  # type: ignore[attr-defined]
+    assert stats["default"].delayed == 1  # tomorrow's task is left for tomorrow

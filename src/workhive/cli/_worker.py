@@ -34,7 +34,8 @@ logger = logging.getLogger("workhive.cli")
               help="Grace period for running handlers after the first signal.")
 @click.option("--lease", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="How long a fetched message is ours before another worker may take it.")
-@click.option("--burst", is_flag=True, help="Drain the queues, then exit.")
+@click.option("--burst", is_flag=True, help="Run what is ready now and its retries, then exit "
+              "(tasks delayed into the future stay queued).")
 @hive_options
 @click.pass_context
 def worker_command(
@@ -104,7 +105,9 @@ async def serve(hive: Hive, worker: Worker, *, burst: bool) -> bool:
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
     try:
-        await worker.run(until_idle=burst)
+        # burst runs what is ready now (and the retries of what it ran); tasks delayed into the
+        # future (a 24 h purge) are left for the next run instead of keeping the process alive
+        await worker.run(until_idle=burst, wait_delayed=False)
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)

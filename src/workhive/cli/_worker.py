@@ -20,6 +20,7 @@ import click
 
 from workhive.cli._app import HiveSpec
 from workhive.cli._common import CliError, hive_options, run, set_verbose
+from workhive.cli._supervisor import Supervisor
 from workhive.hive import Hive
 from workhive.worker import Worker
 
@@ -36,10 +37,13 @@ logger = logging.getLogger("workhive.cli")
               help="How long a fetched message is ours before another worker may take it.")
 @click.option("--burst", is_flag=True, help="Run what is ready now and its retries, then exit "
               "(tasks delayed into the future stay queued).")
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes under one supervisor (for CPU-bound handlers).")
 @hive_options
 @click.pass_context
 def worker_command(
     ctx: click.Context,
+    processes: int,
     queues: str | None,
     concurrency: int | None,
     shutdown_timeout: float | None,
@@ -54,6 +58,14 @@ def worker_command(
     set_verbose(ctx, verbose, quiet_level=logging.INFO)
     spec = HiveSpec(app, backend, config)
     spec.require_app("workhive worker")
+    if processes > 1:
+        spec.build().check_runnable()  # fail here, once, not in every child
+        child_args = [f"--{name.replace('_', '-')}={value}" for name, value in (
+            ("queues", queues), ("concurrency", concurrency),
+            ("shutdown_timeout", shutdown_timeout), ("lease", lease), ("app", app),
+            ("backend", backend), ("config", config)) if value is not None]
+        child_args += [flag for flag, on in (("--burst", burst), ("-v", verbose)) if on]
+        sys.exit(Supervisor(child_args, processes, burst=burst).run())
     logger.info("Setting up task registrations...")
     hive = spec.build()
     if not hive.config.worker.enabled:

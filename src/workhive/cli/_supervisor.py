@@ -1,0 +1,89 @@
+"""``workhive worker --processes N``: N worker processes under one supervisor.
+
+Why processes: one worker process runs handlers on one event loop (and sync handlers on threads
+sharing one GIL); CPU-bound work scales with processes. The supervisor itself runs no
+handlers. It starts N ``workhive worker`` children with the same options, restarts a child that
+dies (kill -9, OOM) — its leased messages come back to the queue when their lease runs out —
+and forwards SIGTERM/SIGINT: the first signal makes every child drain gracefully, a second one
+makes them stop at once. A child that keeps dying right after start (a broken app) stops the
+supervisor instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+logger = logging.getLogger("workhive.cli")
+
+_CRASH_WINDOW = 2.0  # a child dying within this many seconds of its start counts as a crash
+_MAX_CRASHES = 5
+
+
+class Supervisor:
+    def __init__(self, child_args: Sequence[str], processes: int, *, burst: bool) -> None:
+        self.child_args = list(child_args)
+        self.processes = processes
+        self.burst = burst
+        self.children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self.signals = 0
+        self.crashes = 0
+
+    def _spawn(self, index: int) -> None:
+        env = {**os.environ, "WORKHIVE_WORKER_INDEX": str(index)}
+        cmd = [sys.executable, "-m", "workhive.cli", "worker", *self.child_args]
+        proc = subprocess.Popen(cmd, env=env)
+        self.children[index] = (proc, time.monotonic())
+        logger.info("Started worker process %d (pid %d)", index, proc.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        logger.info("Received %s: forwarding to %d worker process(es)", name, len(self.children))
+        for proc, _ in self.children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        """Supervise until every child has exited; 0 when all of them exited cleanly."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.processes):
+                self._spawn(index)
+            worst = 0
+            while self.children:
+                time.sleep(0.1)
+                for index, (proc, started) in list(self.children.items()):
+                    code = proc.poll()
+                    if code is None:
+                        continue
+                    del self.children[index]
+                    if self.signals or (self.burst and code == 0):
+                        worst = max(worst, abs(code))
+                        continue
+                    if not self._may_restart(index, proc.pid, code, started):
+                        worst = max(worst, abs(code) or 1)
+                        self._on_signal(signal.SIGTERM, None)
+                        continue
+                    self._spawn(index)
+            return worst
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _may_restart(self, index: int, pid: int, code: int, started: float) -> bool:
+        if time.monotonic() - started < _CRASH_WINDOW:
+            self.crashes += 1
+        if self.crashes >= _MAX_CRASHES:
+            logger.error("Worker process %d keeps dying at start (exit %d); giving up. Run "
+                         "without --processes to see why.", index, code)
+            return False
+        logger.warning("Worker process %d (pid %d) died with exit code %d; restarting",
+                       index, pid, code)
+        return True

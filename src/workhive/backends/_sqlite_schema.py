@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 
 from workhive.errors import BackendError, ConfigError
 
@@ -94,7 +95,7 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         raise translate(exc, path) from exc
     try:
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _enable_wal(con, busy_timeout)
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a network filesystem
             logger.warning("sqlite database %s refused WAL mode (journal_mode=%s)", path, mode)
         con.execute("PRAGMA synchronous = NORMAL")
@@ -107,6 +108,20 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         con.close()
         raise
     return con
+
+
+def _enable_wal(con: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch to WAL, retrying: SQLite answers a journal-mode change with SQLITE_BUSY at once,
+    without its busy handler, while another connection is opening the same new file (several
+    workers starting together)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return str(con.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def ensure_schema(con: sqlite3.Connection, path: str) -> None:

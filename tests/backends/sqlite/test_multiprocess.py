@@ -80,3 +80,14 @@ def test_workers_in_several_processes_share_one_file(tmp_path: Path) -> None:
     [stats] = asyncio.run(_stats(url))
     assert (stats.ready, stats.in_flight, stats.delayed) == (0, 0, 0)
     assert (stats.processed, stats.failed) == (N, N // 10)
+
+
+
+async def test_many_connections_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    """Workers started together on a fresh file all get in: the switch to WAL races with the
+    other openers, and SQLite reports that race as "locked" without waiting."""
+    for round_ in range(30):
+        url = f"sqlite:///{tmp_path / f'fresh{round_}.db'}"
+        backends = [SQLiteBackend.from_url(url) for _ in range(8)]
+        await asyncio.gather(*(b.open() for b in backends))
+        await asyncio.gather(*(b.close() for b in backends))

@@ -4,7 +4,7 @@
   waiting to be settled, plus one batch being committed, so a worker never hoards work it
   cannot start and a kill -9 redelivers at most ``2 * concurrency`` messages; it starts one
   asyncio task per message;
-* **settler** batches outcomes (ack / retry / dead / release) into one backend call per flush —
+* **settler** (:mod:`workhive._settler`) batches outcomes into one backend call per flush —
   while one flush is in flight the next batch accumulates, so batches grow with load;
 * **lease keeper** extends the leases of running messages every ``lease / 3`` s, so a slow task
   is never mistaken for a dead worker, while a killed worker's messages come back after
@@ -29,7 +29,6 @@ import logging
 import os
 import socket
 import time
-import traceback
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,7 +40,8 @@ from workhive._backend import (
     WorkerInfo,
 )
 from workhive._context import TaskContext
-from workhive._envelope import AttemptRecord, Envelope, decode, encode, new_id
+from workhive._envelope import Envelope, decode, encode, new_id
+from workhive._settler import Settler, attempt_record, failed_body
 from workhive._task import Handler, TaskOptions, validate_payload
 from workhive.errors import (
     BackendError,
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_TRACEBACK_LIMIT = 4000
 
 
 class Service(Protocol):
@@ -109,10 +108,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._force = False
-        self._pending: list[Settlement] = []
+        self._settler = Settler(self.backend, self._handover)
         self._unsettled = 0  # leased and not yet handed to settle: never more than concurrency
-        self._has_pending = asyncio.Event()
-        self._closing = False
         self._retry_due = 0.0  # latest eta of a failure retry this worker scheduled
         self._routes: dict[str, tuple[Handler, TaskOptions]] = {
             name: (t.handler, t.options) for name, t in hive.tasks.items()
@@ -157,7 +154,7 @@ class Worker:
             from workhive.scheduler.loop import run_cron
 
             background.append(asyncio.create_task(run_cron(self.hive, self._stopping)))
-        settler = asyncio.create_task(self._settle_loop(), name="workhive-settler")
+        settler = asyncio.create_task(self._settler.run(), name="workhive-settler")
         try:
             await self._consume(until_idle, wait_delayed)
             await self._drain()
@@ -169,10 +166,9 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             # never cancel a settle mid-flight (the batch would be lost until its lease ran
             # out): ask the settler to finish, then flush whatever is left
-            self._closing = True
-            self._has_pending.set()
+            self._settler.close()
             await settler
-            await self._flush_all()
+            await self._settler.flush_all()
             await self._forget()
             self._pool.shutdown(wait=False, cancel_futures=True)
             logger.info("Worker %s stopped (%d processed)", self.id, self.processed)
@@ -216,7 +212,7 @@ class Worker:
                 return
 
     async def _idle(self, wait_delayed: bool) -> bool:
-        if self._inflight or self._pending:
+        if self._inflight or self._settler.pending:
             return False
         if not isinstance(self.backend, SupportsInspect):
             return True
@@ -269,14 +265,14 @@ class Worker:
         route = self._route(env)
         if route is None:
             reason = self._unknown_reason(env)
-            self._settle(Settlement(delivery, "dead", body=self._failed(env, reason, None),
+            self._settle(Settlement(delivery, "dead", body=failed_body(env, reason, None),
                                     reason=reason))
             return
         handler, options = route
         try:
             payload = validate_payload(handler, env.payload, f"{env.kind} {env.name!r}")
         except ValidationError as exc:
-            self._settle(Settlement(delivery, "dead", body=self._failed(env, str(exc), None),
+            self._settle(Settlement(delivery, "dead", body=failed_body(env, str(exc), None),
                                     reason=str(exc)))
             return
         ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
@@ -290,19 +286,19 @@ class Worker:
             eta = time.time() + max(signal.delay or 0.0, 0.0)
             nxt = env
             if signal.count:
-                nxt = env.next_attempt(self._record(env, signal), count=True)
+                nxt = env.next_attempt(attempt_record(env, signal), count=True)
                 self._retry_due = max(self._retry_due, eta)
             self._settle(Settlement(delivery, "retry", body=encode(nxt), eta=eta,
                                     reason=signal.reason))
         except Reject as signal:
             self._settle(Settlement(delivery, "dead", reason=signal.reason,
-                                    body=self._failed(env, signal.reason, signal)))
+                                    body=failed_body(env, signal.reason, signal)))
         except Skip:
             self._settle(Settlement(delivery, "ack"))
         except Exception as exc:  # no Retries middleware in the chain: fail straight to the DLQ
             reason = f"{type(exc).__name__}: {exc}"
             self._settle(Settlement(delivery, "dead", reason=reason,
-                                    body=self._failed(env, reason, exc)))
+                                    body=failed_body(env, reason, exc)))
         else:
             self._settle(Settlement(delivery, "ack"))
 
@@ -328,20 +324,6 @@ class Worker:
             return f"no subscriber in group {env.group!r} for event {env.name!r}"
         return f"unknown task {env.name!r}: no handler registered in this worker"
 
-    def _record(self, env: Envelope, signal: BaseException | None) -> AttemptRecord:
-        cause = signal.__cause__ if signal is not None and signal.__cause__ else signal
-        tb = ""
-        if cause is not None and cause.__traceback__ is not None:
-            tb = "".join(traceback.format_exception(cause))[-_TRACEBACK_LIMIT:]
-        error = getattr(signal, "reason", "") or (str(cause) if cause else "")
-        return AttemptRecord(env.attempt, time.time(), error, tb)
-
-    def _failed(self, env: Envelope, reason: str, signal: BaseException | None) -> bytes:
-        record = self._record(env, signal)
-        if not record.error:
-            record = AttemptRecord(record.attempt, record.at, reason, record.traceback)
-        return encode(env.next_attempt(record))
-
     async def _execute(self, ctx: TaskContext) -> None:
         handler = ctx.handler
         if handler.wants_ctx:
@@ -359,42 +341,12 @@ class Worker:
     # -- settlement, leases, heartbeat ------------------------------------------------------
 
     def _settle(self, settlement: Settlement) -> None:
-        self._pending.append(settlement)
-        self._has_pending.set()
+        self._settler.add(settlement)
 
-    async def _settle_loop(self) -> None:
-        while not self._closing:
-            await self._has_pending.wait()
-            self._has_pending.clear()
-            await self._flush_once()
-
-    async def _flush_once(self) -> bool:
-        if not self._pending:
-            return True
-        batch, self._pending = self._pending, []
-        # free the slots as the batch is handed over, so the next fetch queues right behind
-        # this settle instead of waiting a round trip
-        self._unsettled -= len(batch)
-        self._slot_freed.set()
-        try:
-            await self.backend.settle(batch)
-            return True
-        except Exception as exc:
-            # keep them: the leases still protect the messages; try again shortly
-            logger.error("settle of %d message(s) failed (%s); will retry", len(batch), exc)
-            self._unsettled += len(batch)
-            self._pending[:0] = batch
-            await asyncio.sleep(0.5)
-            self._has_pending.set()
-            return False
-
-    async def _flush_all(self) -> None:
-        for _ in range(20):
-            if await self._flush_once() and not self._pending:
-                return
-        if self._pending:
-            logger.error("gave up settling %d message(s); they will be redelivered after their "
-                         "lease expires", len(self._pending))
+    def _handover(self, delta: int) -> None:
+        self._unsettled += delta
+        if delta < 0:
+            self._slot_freed.set()
 
     async def _lease_loop(self) -> None:
         while True:

@@ -23,11 +23,19 @@ from workhive._backend import (
     require,
 )
 from workhive._envelope import Envelope, decode
-from workhive.errors import CapabilityError, SerializationError
+from workhive.errors import CapabilityError, SerializationError, WorkhiveError
 from workhive.hive import Hive
 from workhive.scheduler.cron import next_tick
 
 _PAGE = 500
+
+
+class DeadLetterNotFound(WorkhiveError, LookupError):
+    """No dead letter (or more than one) matches an id; the message says which."""
+
+    def __init__(self, message: str, *, ambiguous: bool = False) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,26 @@ class Inspector:
             if len(page) < _PAGE:
                 return found
             offset += _PAGE
+
+    async def dead_letter(self, id_or_prefix: str, queue: str | None = None) -> DeadLetterView:
+        """The dead letter with this id, else the one whose id starts with it.
+
+        Raises :class:`DeadLetterNotFound` (``ambiguous=True`` when several match) with a
+        message a person can act on; the CLI and the dashboard both resolve ids here.
+        """
+        if not id_or_prefix.strip():
+            raise DeadLetterNotFound("an empty dead-letter id matches nothing")
+        matches = await self.find_dead(id_or_prefix, queue)
+        exact = [m for m in matches if m.id == id_or_prefix]
+        if exact or len(matches) == 1:
+            return (exact or matches)[0]
+        if not matches:
+            where = f" in queue {queue!r}" if queue else ""
+            raise DeadLetterNotFound(f"no dead letter with id {id_or_prefix!r}{where} (it may "
+                                     "have been replayed or purged already)")
+        raise DeadLetterNotFound(f"id prefix {id_or_prefix!r} is ambiguous: it matches "
+                                 f"{len(matches)} dead letters; give more characters",
+                                 ambiguous=True)
 
     def cron_jobs(self, now: float | None = None) -> list[CronEntry]:
         """The hive's cron jobs with their next fire time after ``now`` (pure, no backend)."""

@@ -159,6 +159,10 @@ class Worker:
             await self._consume(until_idle, wait_delayed)
             await self._drain()
         finally:
+            if self._inflight:  # run() itself was cancelled (wait_for, task group): release
+                for task in list(self._inflight):
+                    task.cancel()
+                await asyncio.gather(*self._inflight, return_exceptions=True)
             for service in self.services:
                 await service.stop(self.shutdown_timeout)
             for task in background:

@@ -190,3 +190,23 @@ async def test_idle_without_waiting_for_delayed_still_waits_for_own_retries() ->
     assert runs == ["flaky", "flaky"]
     stats = {s.queue: s for s in await hive.backend.stats()}  # type: ignore[attr-defined]
     assert stats["default"].delayed == 1  # tomorrow's task is left for tomorrow
+
+
+async def test_cancelling_run_releases_running_tasks() -> None:
+    m, started = Module("c"), asyncio.Event()
+
+    @m.task("c:slow")
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    hive = Hive("memory://")
+    hive.include(m)
+    await hive.enqueue("c:slow")
+    running = asyncio.create_task(hive.worker(cron=False).run())
+    await started.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    stats = {s.queue: s for s in await hive.backend.stats()}  # type: ignore[attr-defined]
+    assert (stats["default"].ready, stats["default"].in_flight) == (1, 0)  # given back

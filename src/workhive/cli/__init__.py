@@ -56,6 +56,7 @@ for _command in (worker_command, enqueue_command, publish_command, status_comman
 _OPTIONAL_COMMANDS = {
     "workhive.cli.commandlog": ("log_group", "workers_command"),
     "workhive.cli.scaffold": ("new_group",),
+    "workhive.cli._dashboard": ("dashboard_command",),
 }
 for _module_name, _names in _OPTIONAL_COMMANDS.items():
     try:

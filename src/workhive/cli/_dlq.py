@@ -19,7 +19,7 @@ from rich.table import Table
 from workhive.cli._app import HiveSpec, sqlite_must_exist
 from workhive.cli._common import CliError, console, hive_options, run, set_verbose
 from workhive.hive import Hive
-from workhive.inspector import DeadLetterView, Inspector, dead_letters_of
+from workhive.inspector import DeadLetterNotFound, DeadLetterView, Inspector, dead_letters_of
 
 
 def _when(ts: float) -> str:
@@ -129,19 +129,16 @@ def dlq_show(ctx: click.Context, dead_id: str, as_json: bool, app: str | None,
 
 async def _resolve(inspector: Inspector, prefixes: Sequence[str],
                    queue: str | None) -> list[DeadLetterView]:
-    """One dead letter per prefix, or CliError naming the unknown/ambiguous one."""
+    """One dead letter per id (or unique prefix), or CliError naming the one that is not."""
     resolved = []
     for prefix in prefixes:
         if not prefix.strip():
             raise CliError("an empty dead-letter id matches everything; use --all for that")
-        matches = await inspector.find_dead(prefix, queue)
-        if not matches:
-            where = f" in queue {queue!r}" if queue else ""
-            raise CliError(f"no dead letter with id {prefix!r}{where} (see: workhive dlq list)")
-        if len(matches) > 1:
-            raise CliError(f"id prefix {prefix!r} is ambiguous: it matches {len(matches)} dead "
-                           "letters; give more characters")
-        resolved.append(matches[0])
+        try:
+            resolved.append(await inspector.dead_letter(prefix, queue))
+        except DeadLetterNotFound as exc:
+            hint = "" if exc.ambiguous else "; see: workhive dlq list"
+            raise CliError(f"{exc}{hint}") from exc
     return resolved
 
 

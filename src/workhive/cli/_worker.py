@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,7 +23,12 @@ from workhive.cli._app import HiveSpec
 from workhive.cli._common import CliError, hive_options, run, set_verbose
 from workhive.cli._supervisor import Supervisor
 from workhive.hive import Hive
+from workhive.middleware.logs import LogMiddleware
+from workhive.middleware.prometheus import PrometheusMetrics, start_metrics_server
 from workhive.worker import Worker
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 logger = logging.getLogger("workhive.cli")
 
@@ -39,6 +45,12 @@ logger = logging.getLogger("workhive.cli")
               "(tasks delayed into the future stay queued).")
 @click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes under one supervisor (for CPU-bound handlers).")
+@click.option("--metrics-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics (needs "
+              "'workhive[prometheus]'). With --processes N, worker process i serves PORT+i "
+              "(i = $WORKHIVE_WORKER_INDEX, 0..N-1): scrape all N ports.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the metrics endpoint listens on (0.0.0.0 for every interface).")
 @hive_options
 @click.pass_context
 def worker_command(
@@ -49,6 +61,8 @@ def worker_command(
     shutdown_timeout: float | None,
     lease: float | None,
     burst: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     app: str | None,
     backend: str | None,
     config: str | None,
@@ -60,10 +74,15 @@ def worker_command(
     spec.require_app("workhive worker")
     if processes > 1:
         spec.build().check_runnable()  # fail here, once, not in every child
+        if metrics_port is not None and metrics_port + processes - 1 > 65535:
+            raise CliError(f"--metrics-port {metrics_port} with --processes {processes} needs "
+                           f"ports up to {metrics_port + processes - 1}; the highest is 65535")
         child_args = [f"--{name.replace('_', '-')}={value}" for name, value in (
             ("queues", queues), ("concurrency", concurrency),
             ("shutdown_timeout", shutdown_timeout), ("lease", lease), ("app", app),
-            ("backend", backend), ("config", config)) if value is not None]
+            ("backend", backend), ("config", config), ("metrics_port", metrics_port),
+            ("metrics_host", metrics_host if metrics_port is not None else None))
+            if value is not None]
         child_args += [flag for flag, on in (("--burst", burst), ("-v", verbose)) if on]
         sys.exit(Supervisor(child_args, processes, burst=burst).run())
     logger.info("Setting up task registrations...")
@@ -79,10 +98,19 @@ def worker_command(
         raise CliError(f"--app {app!r} registers no tasks or subscribers (feature flags off?); "
                        "there is nothing to run")
     hive.check_runnable()
+    metrics_server = None
+    if metrics_port is not None:
+        # before hive.worker(): the worker builds its chains from hive.middleware
+        metrics_server = serve_metrics(hive, metrics_port, metrics_host)
     logger.info("Registering all tasks with worker server...")
     worker = hive.worker(queues=names, concurrency=concurrency,
                          shutdown_timeout=shutdown_timeout, lease=lease)
-    forced = run(serve(hive, worker, burst=burst))
+    try:
+        forced = run(serve(hive, worker, burst=burst))
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
     if forced:
         # Unfinished tasks are already released; a sync handler still sleeping in a pool
         # thread cannot be cancelled, and a normal exit would join that thread. "Stop now"
@@ -91,6 +119,30 @@ def worker_command(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
+
+
+def serve_metrics(hive: Hive, port: int, host: str) -> WSGIServer:
+    """Add :class:`PrometheusMetrics` to the hive's chain and serve its registry.
+
+    The layer goes right after ``LogMiddleware`` (outermost when there is none): outside
+    ``Retries``, so it counts what the worker will do with each message rather than the raw
+    exception. An app that already put one in its own chain keeps it, and its registry is the
+    one served. Under ``--processes`` the supervisor sets ``WORKHIVE_WORKER_INDEX`` per child
+    and child *i* listens on ``port + i``, so the children do not fight over one port.
+    """
+    existing = next((m for m in hive.middleware if isinstance(m, PrometheusMetrics)), None)
+    if existing is None:
+        existing = PrometheusMetrics()
+        first_log = next((i for i, m in enumerate(hive.middleware)
+                          if isinstance(m, LogMiddleware)), -1)
+        hive.middleware.insert(first_log + 1, existing)
+    index = os.environ.get("WORKHIVE_WORKER_INDEX", "0")
+    if not index.isdigit():
+        raise CliError(f"$WORKHIVE_WORKER_INDEX must be a worker number, got {index!r}")
+    port += int(index)
+    server = start_metrics_server(port, host, existing.registry)
+    logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    return server
 
 
 async def serve(hive: Hive, worker: Worker, *, burst: bool) -> bool:

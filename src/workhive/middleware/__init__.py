@@ -8,6 +8,7 @@ from __future__ import annotations
 from workhive.middleware.base import CallNext, Middleware, build_chain
 from workhive.middleware.logs import LogMiddleware
 from workhive.middleware.metrics import Metrics
+from workhive.middleware.prometheus import PrometheusMetrics
 from workhive.middleware.ratelimit import RateLimiter
 from workhive.middleware.retry import Retries, backoff_delay
 from workhive.middleware.timeout import Timeouts
@@ -22,6 +23,7 @@ __all__ = [
     "LogMiddleware",
     "Metrics",
     "Middleware",
+    "PrometheusMetrics",
     "RateLimiter",
     "Retries",
     "Timeouts",

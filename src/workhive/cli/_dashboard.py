@@ -1,0 +1,50 @@
+"""``workhive dashboard``: serve :func:`workhive.dashboard.create_app` with uvicorn.
+
+Starlette and uvicorn are an install extra, so this module imports them only when the command
+runs: the rest of the CLI works without them, and ``workhive dashboard`` then says how to
+install them and exits 2 (a :class:`CliError`). uvicorn's own loggers go through the CLI's log
+handler (``[INFO] ...``); request access lines only with ``-v``, since the page polls every two
+seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from workhive.cli._app import HiveSpec, sqlite_must_exist
+from workhive.cli._common import CliError, hive_options, set_verbose
+
+#: When listening on loopback, only these Host headers are served (no DNS rebinding).
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+INSTALL_HINT = "workhive dashboard needs Starlette and uvicorn: pip install 'workhive[dashboard]'"
+
+
+@click.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (the dashboard has no login: keep it on loopback).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8181, show_default=True)
+@click.option("--read-only", is_flag=True, help="Show everything; refuse replay and purge.")
+@hive_options
+@click.pass_context
+def dashboard_command(ctx: click.Context, host: str, port: int, read_only: bool,
+                      app: str | None, backend: str | None, config: str | None,
+                      verbose: bool) -> None:
+    """Web UI: queues, workers, cron jobs, dead letters (replay/purge), registrations."""
+    verbose = set_verbose(ctx, verbose, quiet_level=logging.INFO)
+    try:
+        import uvicorn
+
+        from workhive.dashboard import create_app
+    except ImportError as exc:
+        raise CliError(f"{INSTALL_HINT} ({exc})") from exc
+    hive = HiveSpec(app, backend, config).build()
+    sqlite_must_exist(hive)
+    mode = " (read-only)" if read_only else ""
+    click.echo(f"workhive dashboard{mode} for the {hive.backend.name} backend on "
+               f"http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    allowed = LOOPBACK if host in LOOPBACK else None
+    uvicorn.run(create_app(hive, read_only=read_only, allowed_hosts=allowed), host=host,
+                port=port, log_config=None, access_log=verbose,
+                log_level=logging.DEBUG if verbose else logging.INFO)

@@ -14,6 +14,17 @@ import time
 from benchmarks._app import make_hive
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not ``getrusage().ru_maxrss``: Linux carries that across
+    ``exec`` from the forking parent, so a worker spawned by a big benchmark process would be
+    charged for the parent's memory. ``VmHWM`` belongs to this process image alone."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 async def main(args: argparse.Namespace) -> None:
     hive = make_hive(args.url, args.prefix)
     await hive.open()
@@ -33,7 +44,7 @@ async def main(args: argparse.Namespace) -> None:
         await task
         elapsed = time.perf_counter() - started
     await hive.close()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     print(json.dumps({"drain_per_s": worker.processed / elapsed, "processed": worker.processed,
                       "rss_mb": rss_mb}))
 

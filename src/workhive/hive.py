@@ -178,6 +178,11 @@ class Hive:
             return
         await self.backend.open()
         self._opened = True
+        await self.bind_subscribers()
+
+    async def bind_subscribers(self) -> None:
+        """Persist every subscriber group's binding (idempotent). Workers call it at start, so
+        a module included after :meth:`open` still gets its events."""
         if self.subscribers:
             events = events_of(self.backend, "subscribers")
             for sub in self.subscribers:

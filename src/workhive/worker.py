@@ -142,6 +142,7 @@ class Worker:
                                 "or a service (hive.add_service) first")
         self.hive.check_runnable()
         await self.hive.open()
+        await self.hive.bind_subscribers()
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
         self._log_startup()
         for service in self.services:

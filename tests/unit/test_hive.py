@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any, TypedDict
 
@@ -201,3 +202,32 @@ async def test_noop_accepts_and_drops() -> None:
     assert hive.backend.accepted == 2  # type: ignore[attr-defined]
     with pytest.raises(CapabilityError, match="'noop' backend does not support queue"):
         await hive.worker().run()
+
+
+async def test_module_included_after_open_still_gets_events() -> None:
+    early, late, got = Module("early"), Module("late"), []
+
+    @early.task("early:t")
+    async def t() -> None: ...
+
+    @late.subscribe("things.*", group="late")
+    async def on_thing(e: dict[str, int]) -> None:
+        got.append(e["n"])
+
+    hive = Hive("memory://")
+    hive.include(early)
+    await hive.open()
+    hive.include(late)  # after open: bound when the worker starts
+    worker = hive.worker(cron=False)
+    running = asyncio.create_task(worker.run())
+    for _ in range(100):
+        if await hive.publish("things.made", {"n": 1}):
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(200):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    worker.stop()
+    await running
+    assert got == [1]

@@ -218,7 +218,7 @@ _PROTOCOL_OF: dict[Capability, type[Any]] = {
 
 SUGGESTIONS: dict[Capability, str] = {
     Capability.QUEUE: "use the 'sqlite', 'redis' or 'postgres' backend for durable tasks",
-    Capability.EVENTS: "use the 'sqlite' or 'redis' backend for durable subscriber groups",
+    Capability.EVENTS: "use the 'sqlite', 'redis' or 'postgres' backend for durable groups",
 }
 
 

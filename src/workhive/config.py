@@ -19,8 +19,8 @@ import yaml
 
 from workhive.errors import ConfigError
 
-BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "memory", "noop")
-BACKENDS_PLANNED = ("rabbitmq", "kafka", "nats", "postgres")
+BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "memory", "noop")
+BACKENDS_PLANNED = ("rabbitmq", "kafka", "nats")
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -88,6 +88,8 @@ class HiveConfig(_Strict):
             return "redis-pubsub://" + w.redis.url.split("://", 1)[-1]
         if w.backend in ("memory", "noop"):
             return f"{w.backend}://"
+        if w.backend == "postgres":
+            return w.postgres.dsn
         if w.backend in BACKENDS_PLANNED:
             raise ConfigError(
                 f"{self.source}: worker.backend {w.backend!r} is not available in this version "

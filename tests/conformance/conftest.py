@@ -17,7 +17,7 @@ import pytest
 from tests._services import in_ci, require_service, unique_name
 from workhive._backend import Capability
 
-BACKENDS = ["memory", "sqlite", "redis"]
+BACKENDS = ["memory", "sqlite", "redis", "postgres"]
 
 
 def _import(module: str, cls: str) -> Any:
@@ -55,6 +55,13 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
         sqlite = _import("workhive.backends.sqlite", "SQLiteBackend")
         url = f"sqlite:///{tmp_path / 'conformance.db'}"
         yield Harness(lambda: sqlite.from_url(url))
+    elif name == "postgres":
+        url = require_service("postgres")
+        postgres = _import("workhive.backends.postgres", "PostgresBackend")
+        schema = unique_name("conf")
+        harness = Harness(lambda: postgres.from_url(url, schema=schema))
+        yield harness
+        asyncio.run(postgres.from_url(url, schema=schema).wipe())
     else:
         url = require_service("redis")
         redis = _import("workhive.backends.redis", "RedisBackend")

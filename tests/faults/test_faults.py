@@ -90,17 +90,21 @@ class Rig:
                 proc.stdout.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     if request.param == "sqlite":
         env = {"WORKHIVE_BACKEND": f"sqlite:///{tmp_path / 'faults.db'}"}
+    elif request.param == "postgres":
+        url = require_service("postgres")
+        sep = "&" if "?" in url else "?"
+        env = {"WORKHIVE_BACKEND": f"{url}{sep}schema={unique_name('faults')}"}
     else:
         env = {"WORKHIVE_BACKEND": require_service("redis"),
                "WORKHIVE_REDIS_PREFIX": unique_name("faults")}
     rig = Rig(tmp_path, env)
     yield rig
     rig.stop_all()
-    if request.param == "redis":
+    if request.param in ("redis", "postgres"):
         async def wipe() -> None:
             hive = rig.hive()
             await hive.open()

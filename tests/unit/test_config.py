@@ -76,3 +76,10 @@ def test_semantic_checks() -> None:
         parse_config({"worker": {"concurrency": 0}}, "f.yaml", {})
     with pytest.raises(ConfigError, match="expected a mapping"):
         parse_config([1, 2], "f.yaml", {})
+
+
+def test_postgres_backend_from_database_url() -> None:
+    cfg = parse_config({"worker": {"backend": "postgres"}}, "f.yaml",
+                       {"DATABASE_URL": "postgresql://db.internal/app?schema=jobs"})
+    assert cfg.backend_url() == "postgresql://db.internal/app?schema=jobs"
+    assert cfg.backend_options() == {}

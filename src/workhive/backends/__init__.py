@@ -21,9 +21,11 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
     "rediss": ("workhive.backends.redis", "RedisBackend", "redis"),
     "unix": ("workhive.backends.redis", "RedisBackend", "redis"),
     "redis-pubsub": ("workhive.backends.redis_pubsub", "RedisPubSubBackend", "redis"),
+    "postgres": ("workhive.backends.postgres", "PostgresBackend", "postgres"),
+    "postgresql": ("workhive.backends.postgres", "PostgresBackend", "postgres"),
 }
 
-BACKEND_NAMES = ("sqlite", "redis", "redis-pubsub", "memory", "noop")
+BACKEND_NAMES = ("sqlite", "redis", "redis-pubsub", "postgres", "memory", "noop")
 
 
 def scheme_of(url: str) -> str:

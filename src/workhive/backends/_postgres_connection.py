@@ -1,0 +1,212 @@
+"""Connections of the Postgres backend: the pool, schema set-up, and LISTEN wake-ups.
+
+Split from :mod:`workhive.backends.postgres` so the queue logic reads on its own. Opening is
+lazy (the first call opens) and idempotent; ``close`` waits for background give-backs, then
+closes the LISTEN connection and the pool. A later call reopens, as with the redis backend.
+
+Wake-ups: the LISTEN connection's callback sets the current :class:`asyncio.Event` and starts
+a fresh one, so a fetch that took the event *before* its claim cannot miss a notification that
+arrives between its claim and its wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from workhive.backends._postgres_settings import UNREACHABLE, PostgresSettings
+from workhive.backends._postgres_sql import SCHEMA_VERSION, Statements
+from workhive.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, *UNREACHABLE
+)
+_CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DRIVER_ERRORS)
+
+
+class PostgresConnection:
+    """Pool, schema and listener management shared by the backend's queue operations."""
+
+    def __init__(self, settings: PostgresSettings) -> None:
+        self.settings = settings
+        self._sql = Statements(settings.schema)
+        self._pool: Any = None
+        self._schema_ok = False
+        self._open_lock: asyncio.Lock | None = None
+        self._listener: Any = None
+        self._listen_lock: asyncio.Lock | None = None
+        self._wake: asyncio.Event | None = None
+        self._background: set[asyncio.Future[Any]] = set()
+        self._generation = 0  # bumped by close(): fetches waiting across a close give up
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the pool, and the schema and tables if missing. Idempotent."""
+        if self._pool is not None and self._schema_ok:
+            return
+        if self._open_lock is None:
+            self._open_lock = asyncio.Lock()
+        async with self._open_lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncpg.create_pool(
+                        self.settings.url, password=self.settings.password, min_size=1,
+                        max_size=self.settings.pool_size, timeout=self.settings.connect_timeout,
+                        command_timeout=self.settings.command_timeout,
+                    )
+                except DRIVER_ERRORS as exc:
+                    raise self.settings.translate(exc, "connecting") from exc
+            if not self._schema_ok:
+                try:
+                    await self._ensure_schema()
+                except BaseException:
+                    await self._close_pool()
+                    raise
+                self._schema_ok = True
+                logger.debug("postgres backend ready at %s (schema %s)",
+                             self.settings.redacted_url, self.settings.schema)
+
+    async def _ensure_schema(self) -> None:
+        """Create schema, tables and function once per database; concurrent openers queue on
+        an advisory lock (``CREATE SCHEMA IF NOT EXISTS`` alone races)."""
+        schema = self.settings.schema
+        async with self._acquire("creating schema") as con:
+            if await con.fetchval("SELECT to_regclass($1)", f"{schema}.meta") is not None:
+                version = await con.fetchval(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                )
+                if version is not None and int(version) == SCHEMA_VERSION:
+                    return
+            async with con.transaction():
+                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                  f"workhive:schema:{schema}")
+                for statement in self._sql.ddl:
+                    await con.execute(statement)
+                version = await con.fetchval(
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+                )
+                if version is None:
+                    await con.execute(f"INSERT INTO {schema}.meta (key, value)"
+                                      " VALUES ('schema_version', $1)", str(SCHEMA_VERSION))
+                elif int(version) > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"postgres schema {schema!r} has layout version {version}, newer than "
+                        f"this workhive understands ({SCHEMA_VERSION}); upgrade workhive"
+                    )
+
+    async def close(self) -> None:
+        """Close the listener and the pool; leased messages stay leased until they expire."""
+        self._generation += 1
+        self._notify_local()
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(*DRIVER_ERRORS):
+                await listener.close(timeout=2)
+        await self._close_pool()
+
+    async def _close_pool(self) -> None:
+        pool, self._pool, self._schema_ok = self._pool, None, False
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except _CLOSE_ERRORS:
+                pool.terminate()
+
+    async def wipe(self) -> None:
+        """Drop the whole schema (tests, benchmarks); works on a closed backend too.
+
+        A later call through this backend recreates the tables.
+        """
+        try:
+            con = await asyncpg.connect(self.settings.url, password=self.settings.password,
+                                        timeout=self.settings.connect_timeout)
+        except DRIVER_ERRORS as exc:
+            raise self.settings.translate(exc, "wipe") from exc
+        try:
+            await con.execute(f"DROP SCHEMA IF EXISTS {self.settings.schema} CASCADE")
+        except DRIVER_ERRORS as exc:
+            raise self.settings.translate(exc, "wipe") from exc
+        finally:
+            await con.close()
+        self._schema_ok = False
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, doing: str) -> AsyncIterator[Any]:
+        """A pooled connection (opening the backend on first use), driver errors translated."""
+        if self._pool is None or not self._schema_ok:
+            await self.open()
+        async with self._acquire(doing) as con:
+            yield con
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self, doing: str) -> AsyncIterator[Any]:
+        """A connection from the current pool, driver errors translated (no lazy open)."""
+        try:
+            async with self._pool.acquire() as con:
+                yield con
+        except DRIVER_ERRORS as exc:
+            raise self.settings.translate(exc, doing) from exc
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def _wake_event(self) -> asyncio.Event:
+        """The event the next notification (or local change) sets; fresh after each set."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    def _notify_local(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    def _on_notify(self, *_: object) -> None:
+        self._notify_local()
+
+    def _on_listener_lost(self, con: object) -> None:
+        if self._listener is con:
+            self._listener = None
+            logger.warning("postgres LISTEN connection to %s lost; will reconnect",
+                           self.settings.redacted_url)
+        self._notify_local()
+
+    async def _ensure_listener(self) -> bool:
+        """LISTEN on the wake channel; False (logged) when that fails: fetch then polls."""
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        if self._listen_lock is None:
+            self._listen_lock = asyncio.Lock()
+        async with self._listen_lock:
+            if self._listener is not None and not self._listener.is_closed():
+                return True
+            try:
+                con = await asyncpg.connect(self.settings.url, password=self.settings.password,
+                                            timeout=self.settings.connect_timeout)
+            except DRIVER_ERRORS as exc:
+                logger.warning("cannot LISTEN for wake-ups: %s",
+                               self.settings.translate(exc, "listen"))
+                return False
+            try:
+                await con.add_listener(self.settings.channel, self._on_notify)
+            except DRIVER_ERRORS as exc:
+                await con.close()
+                logger.warning("cannot LISTEN for wake-ups: %s",
+                               self.settings.translate(exc, "listen"))
+                return False
+            con.add_termination_listener(self._on_listener_lost)
+            self._listener = con
+            return True
+
+    def _track(self, future: asyncio.Future[Any]) -> None:
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)

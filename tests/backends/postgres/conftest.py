@@ -1,0 +1,54 @@
+"""Fixtures for the postgres backend's own tests: one schema per test, wiped at teardown.
+
+Every backend built through ``make`` shares the test's schema (so two instances compete for the
+same rows, like two worker processes) and is closed at teardown, then the schema is dropped.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from tests._services import require_service, unique_name
+from workhive.backends.postgres import PostgresBackend
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return require_service("postgres")
+
+
+@pytest.fixture
+def schema() -> str:
+    return unique_name("wh")
+
+
+@pytest.fixture
+async def make(pg_url: str, schema: str) -> AsyncIterator[Callable[..., PostgresBackend]]:
+    made: list[PostgresBackend] = []
+
+    def factory(**options: Any) -> PostgresBackend:
+        backend = PostgresBackend.from_url(pg_url, schema=schema, **options)
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        await backend.close()
+    await PostgresBackend.from_url(pg_url, schema=schema).wipe()
+
+
+@pytest.fixture
+async def backend(make: Callable[..., PostgresBackend]) -> PostgresBackend:
+    b = make()
+    await b.open()
+    return b
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

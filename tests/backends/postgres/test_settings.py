@@ -1,0 +1,82 @@
+"""PostgresSettings: URL forms, options, validation, password redaction; unreachable server."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.backends.postgres.conftest import free_port
+from workhive.backends import open_backend
+from workhive.backends.postgres import PostgresBackend, PostgresSettings
+from workhive.config import HiveConfig, PostgresConfig, WorkerConfig
+from workhive.errors import BackendUnavailable, ConfigError
+
+pytestmark = pytest.mark.postgres
+
+
+def test_defaults_and_options_override_query() -> None:
+    s = PostgresSettings.from_url(
+        "postgres://app@db.example:6543/jobs?schema=q&pool_size=8&sslmode=require",
+        schema="opt", command_timeout=3,
+    )
+    assert (s.schema, s.pool_size, s.command_timeout, s.password) == ("opt", 8, 3.0, None)
+    assert s.url == "postgresql://app@db.example:6543/jobs?sslmode=require"
+    assert s.channel == "opt_wake"
+
+
+def test_password_from_url_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    s = PostgresSettings.from_url("postgresql://user:p%40ss@h:5432/db")
+    assert s.password == "p@ss"
+    assert "p@ss" not in repr(s) and "p%40ss" not in repr(s) and "p@ss" not in s.url
+    assert s.redacted_url == "postgresql://user:***@h:5432/db"
+    assert "p@ss" not in repr(PostgresBackend(s))
+    assert "p@ss" not in str(s.translate(OSError("auth p@ss failed"), "x"))
+
+
+def test_password_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "from-env")
+    s = PostgresSettings.from_url("postgresql://u@127.0.0.1/db")
+    assert s.password == "from-env" and "from-env" not in repr(s)
+    assert s.redacted_url == "postgresql://u:***@127.0.0.1/db"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "match"),
+    [
+        ("mysql://h/db", {}, "not a postgres url"),
+        ("postgresql://h/db?bogus=1", {}, "unknown postgres option 'bogus'"),
+        ("postgresql://h/db", {"schema": "Bad-Name"}, "lower-case identifier"),
+        ("postgresql://h/db", {"schema": "x; DROP TABLE y"}, "lower-case identifier"),
+        ("postgresql://h/db?pool_size=zero", {}, "'pool_size' must be int"),
+        ("postgresql://h/db", {"pool_size": 0}, "'pool_size' must be >= 1"),
+        ("postgresql://h/db", {"poll_interval": -1}, "'poll_interval' must be a positive"),
+        ("postgresql://h:notaport/db", {}, "invalid postgres url"),
+    ],
+)
+def test_bad_options_are_config_errors(url: str, options: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        PostgresSettings.from_url(url, **options)
+
+
+def test_registered_schemes_and_config() -> None:
+    for scheme in ("postgres", "postgresql"):
+        backend = open_backend(f"{scheme}://u@h/db?schema=s1")
+        assert isinstance(backend, PostgresBackend) and backend.settings.schema == "s1"
+    cfg = HiveConfig(worker=WorkerConfig(backend="postgres",
+                                         postgres=PostgresConfig(dsn="postgresql://x/app")))
+    assert cfg.backend_url() == "postgresql://x/app"
+
+
+async def test_unreachable_server_is_backend_unavailable() -> None:
+    url = f"postgresql://u:s3cret-pw@127.0.0.1:{free_port()}/db?schema=nowhere"
+    backend = PostgresBackend.from_url(url, connect_timeout=2)
+    with pytest.raises(BackendUnavailable) as info:
+        await backend.open()
+    await backend.close()
+    assert "s3cret-pw" not in str(info.value)
+    assert "127.0.0.1" in str(info.value) and "unavailable" in str(info.value)
+    with pytest.raises(BackendUnavailable):
+        await backend.fetch(["q"], 1, lease=5, wait=0.1)
+    with pytest.raises(BackendUnavailable):
+        await backend.stats()
+    await backend.close()

@@ -96,6 +96,13 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             url = os.environ.get("WORKHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
             raw = raw_redis(url, n)
+        elif name == "postgres":
+            from benchmarks.raw_postgres import raw_drain_per_s as raw_postgres
+
+            base = os.environ.get("WORKHIVE_TEST_POSTGRES_URL",
+                                  "postgresql://postgres@127.0.0.1:5432/test")
+            url = f"{base}?schema=bench_{uuid.uuid4().hex[:8]}"
+            raw = raw_postgres(base, n)
         else:
             raise SystemExit(f"unknown backend {name!r}")
         try:
@@ -103,7 +110,7 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             drained = _worker("drain", url, prefix, {}, "--n", str(n))
             p50, p99 = _latency(url, prefix, tmp)
         finally:
-            if prefix:
+            if prefix or name == "postgres":
                 asyncio.run(_wipe(url, prefix))
     return {
         "backend": name,
@@ -120,7 +127,7 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--backend", default="all", help="sqlite, redis or all")
+    parser.add_argument("--backend", default="all", help="sqlite, redis, postgres or all")
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--commandlog", action="store_true")
@@ -130,7 +137,8 @@ def main() -> None:
 
         results = commandlog.run()
     else:
-        names = ["sqlite", "redis"] if args.backend == "all" else args.backend.split(",")
+        names = (["sqlite", "redis", "postgres"] if args.backend == "all"
+                 else args.backend.split(","))
         results = [run_backend(name, args.n) for name in names]
     for result in results:
         if args.json:

@@ -91,6 +91,13 @@ def new_id() -> str:
     return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
+def replay_copy(env: Envelope) -> Envelope:
+    """What ``dlq replay`` enqueues: the same work as a fresh message (new id, attempt 0, no
+    history, no delay); keys are dropped so a replay is never deduplicated away."""
+    return make_envelope(env.name, env.payload, queue=env.queue, kind=env.kind,
+                         priority=env.priority, group=env.group, headers=env.headers)
+
+
 def make_envelope(name: str, payload: Any, **fields: Any) -> Envelope:
     """Build an envelope with a fresh id and ``enqueued_at = now``."""
     return Envelope(id=new_id(), name=name, payload=payload, enqueued_at=time.time(), **fields)

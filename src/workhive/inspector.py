@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from workhive._backend import (
     Backend,
@@ -231,3 +232,18 @@ def _view(letter: DeadLetter) -> DeadLetterView:
     except SerializationError as exc:
         return DeadLetterView(letter, None, str(exc))
 
+
+def dead_letter_json(view: DeadLetterView, *, full: bool) -> dict[str, Any]:
+    """A dead letter as JSON (CLI ``--json`` and the dashboard API); ``full`` adds payload,
+    decode error and the attempt history with tracebacks."""
+    env = view.envelope
+    data: dict[str, Any] = {"id": view.id, "queue": view.letter.queue, "name": view.name,
+                            "kind": env.kind if env is not None else None,
+                            "attempts": view.attempts, "reason": view.letter.reason,
+                            "failed_at": view.letter.failed_at}
+    if full:
+        data["payload"] = env.payload if env is not None else None
+        data["decode_error"] = view.decode_error or None
+        data["history"] = [{"attempt": r.attempt, "at": r.at, "error": r.error,
+                            "traceback": r.traceback} for r in (env.history if env else ())]
+    return data

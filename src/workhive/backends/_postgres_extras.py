@@ -22,7 +22,7 @@ from workhive._backend import (
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, decode, make_envelope
+from workhive._envelope import Envelope, decode, replay_copy
 from workhive.backends._postgres_settings import PostgresSettings
 from workhive.backends._postgres_sql import Statements
 from workhive.errors import SerializationError
@@ -120,10 +120,7 @@ class PostgresExtras:
                 except SerializationError as exc:
                     logger.warning("cannot replay dead letter %s: %s", dead_id, exc)
                     continue
-                replayed.append(make_envelope(
-                    env.name, env.payload, queue=env.queue, kind=env.kind,
-                    priority=env.priority, group=env.group, headers=env.headers,
-                ))
+                replayed.append(replay_copy(env))
                 gone.append(seq)
             if gone:
                 await con.execute(self._sql.dead_delete_seqs, gone)

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from workhive._backend import DeadLetter, QueueStats, WorkerInfo
-from workhive._envelope import decode, encode, make_envelope
+from workhive._envelope import decode, encode, replay_copy
 from workhive.backends import _redis_lua as lua
 from workhive.backends._redis_base import RedisBase, Script
 
@@ -75,9 +75,7 @@ class RedisAdmin(RedisBase):
             args: list[Any] = [self._p, self._now()]
             for dead in rows[start : start + _CHUNK]:
                 env = decode(dead.body)
-                fresh = make_envelope(env.name, env.payload, queue=env.queue, kind=env.kind,
-                                      priority=env.priority, group=env.group,
-                                      headers=env.headers)
+                fresh = replay_copy(env)
                 args += (dead.id, dead.queue, fresh.id, str(fresh.priority), encode(fresh))
             count += int(await self._run(_REPLAY, args))
         return count

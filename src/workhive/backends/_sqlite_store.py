@@ -30,7 +30,7 @@ from workhive._backend import (
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, decode, encode, make_envelope
+from workhive._envelope import Envelope, decode, encode, replay_copy
 from workhive.backends import _sqlite_schema as schema
 from workhive.backends._sqlite_extras import StoreExtras
 from workhive.errors import SerializationError
@@ -304,10 +304,7 @@ class SQLiteStore(StoreExtras):
                 except SerializationError as exc:
                     logger.warning("cannot replay dead letter %s: %s", dead_id, exc)
                     continue
-                replayed.append(make_envelope(
-                    env.name, env.payload, queue=env.queue, kind=env.kind,
-                    priority=env.priority, group=env.group, headers=env.headers,
-                ))
+                replayed.append(replay_copy(env))
                 gone.append((seq,))
             con.executemany("DELETE FROM dead WHERE seq = ?", gone)
             self._insert(replayed, [_row(e) for e in replayed], self.clock())

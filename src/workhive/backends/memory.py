@@ -250,16 +250,12 @@ class MemoryBackend:
         ]
 
     async def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
-        from workhive._envelope import decode, make_envelope
+        from workhive._envelope import decode, replay_copy
 
         replayed = []
         for dead in self._select_dead(ids, queue):
             del self._dead[dead.id]
-            env = decode(dead.body)
-            replayed.append(
-                make_envelope(env.name, env.payload, queue=env.queue, kind=env.kind,
-                              priority=env.priority, group=env.group, headers=env.headers)
-            )
+            replayed.append(replay_copy(decode(dead.body)))
         await self.enqueue(replayed)
         return len(replayed)
 

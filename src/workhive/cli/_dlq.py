@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -19,24 +18,17 @@ from rich.table import Table
 from workhive.cli._app import HiveSpec, sqlite_must_exist
 from workhive.cli._common import CliError, console, hive_options, run, set_verbose
 from workhive.hive import Hive
-from workhive.inspector import DeadLetterNotFound, DeadLetterView, Inspector, dead_letters_of
+from workhive.inspector import (
+    DeadLetterNotFound,
+    DeadLetterView,
+    Inspector,
+    dead_letter_json,
+    dead_letters_of,
+)
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def view_json(view: DeadLetterView, *, full: bool) -> dict[str, Any]:
-    env = view.envelope
-    data: dict[str, Any] = {"id": view.id, "queue": view.letter.queue, "name": view.name,
-                            "attempts": view.attempts, "reason": view.letter.reason,
-                            "failed_at": view.letter.failed_at}
-    if full:
-        data["payload"] = env.payload if env is not None else None
-        data["decode_error"] = view.decode_error or None
-        data["history"] = [{"attempt": r.attempt, "at": r.at, "error": r.error,
-                            "traceback": r.traceback} for r in (env.history if env else ())]
-    return data
 
 
 def _open(app: str | None, backend: str | None, config: str | None) -> Hive:
@@ -70,7 +62,7 @@ def dlq_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool,
 
     views = run(go())
     if as_json:
-        click.echo(json.dumps([view_json(v, full=False) for v in views]))
+        click.echo(json.dumps([dead_letter_json(v, full=False) for v in views]))
         return
     if not views:
         console().print("The dead-letter queue is empty.")
@@ -105,7 +97,7 @@ def dlq_show(ctx: click.Context, dead_id: str, as_json: bool, app: str | None,
 
     view = run(go())
     if as_json:
-        click.echo(json.dumps(view_json(view, full=True), default=repr))
+        click.echo(json.dumps(dead_letter_json(view, full=True), default=repr))
         return
     out = console()
     letter, env = view.letter, view.envelope

@@ -20,6 +20,7 @@ from workhive.inspector import (
     Inspector,
     QueueRate,
     Snapshot,
+    dead_letter_json,
     dead_letters_of,
 )
 
@@ -51,19 +52,7 @@ class RateTracker:
         return self._rates, self._interval
 
 
-def dead_json(view: DeadLetterView, *, full: bool) -> dict[str, Any]:
-    """A dead letter as JSON; ``full`` adds payload, decode error and the attempt history."""
-    env = view.envelope
-    data: dict[str, Any] = {"id": view.id, "queue": view.letter.queue, "name": view.name,
-                            "kind": env.kind if env is not None else None,
-                            "attempts": view.attempts, "reason": view.letter.reason,
-                            "failed_at": view.letter.failed_at}
-    if full:
-        data["payload"] = env.payload if env is not None else None
-        data["decode_error"] = view.decode_error or None
-        data["history"] = [{"attempt": r.attempt, "at": r.at, "error": r.error,
-                            "traceback": r.traceback} for r in (env.history if env else ())]
-    return data
+dead_json = dead_letter_json  # the dashboard API and ``workhive dlq --json`` agree
 
 
 class Board:

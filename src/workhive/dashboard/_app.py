@@ -36,11 +36,11 @@ from starlette.routing import Route
 
 from workhive.dashboard import _pages as pages
 from workhive.dashboard._assets import SECURITY_HEADERS
-from workhive.dashboard._board import Board, dead_json
+from workhive.dashboard._board import Board
 from workhive.dashboard._html import Safe
 from workhive.errors import BackendUnavailable, CapabilityError, WorkhiveError
 from workhive.hive import Hive
-from workhive.inspector import DeadLetterNotFound
+from workhive.inspector import DeadLetterNotFound, dead_letter_json
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -120,7 +120,7 @@ class _Dashboard:
         queue = request.query_params.get("queue") or None
         views = await self.board.dead_letters(queue, _int(request, "limit", 100, 1, 1000),
                                               _int(request, "offset", 0, 0, 10**9))
-        return [dead_json(v, full=False) for v in views]
+        return [dead_letter_json(v, full=False) for v in views]
 
     def _next_page(self, request: Request, shown: int) -> str:
         """The next page's URL when this one is full (there may be more), else ""."""
@@ -150,12 +150,12 @@ class _Dashboard:
 
     async def dead_one(self, request: Request) -> Response:
         view = await self.board.dead_letter(request.path_params["dead_id"])
-        body = pages.dead_detail(view, dead_json(view, full=True), read_only=self.read_only)
+        body = pages.dead_detail(view, dead_letter_json(view, full=True), read_only=self.read_only)
         return self.page(request, f"Dead letter {view.id}", body)
 
     async def api_dead_one(self, request: Request) -> Response:
         view = await self.board.dead_letter(request.path_params["dead_id"])
-        return _JSON(dead_json(view, full=True))
+        return _JSON(dead_letter_json(view, full=True))
 
     async def cron(self, request: Request) -> Response:
         return self.page(request, "Cron jobs", pages.cron(self.board.cron(),

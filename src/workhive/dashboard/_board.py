@@ -20,7 +20,6 @@ from workhive.inspector import (
     Inspector,
     QueueRate,
     Snapshot,
-    dead_letter_json,
     dead_letters_of,
 )
 
@@ -50,9 +49,6 @@ class RateTracker:
             self._interval = snap.taken_at - base.taken_at
             self._base = snap
         return self._rates, self._interval
-
-
-dead_json = dead_letter_json  # the dashboard API and ``workhive dlq --json`` agree
 
 
 class Board:

@@ -48,6 +48,13 @@ def require_service(name: str) -> str:
     return url
 
 
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now (for private servers in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def unique_name(prefix: str = "t") -> str:
     """A name no other test (or test run) uses: queues, key prefixes, tables, databases."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"

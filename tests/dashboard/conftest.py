@@ -7,7 +7,6 @@ populated and inspected on the test's own event loop, through ``httpx.ASGITransp
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -98,8 +97,3 @@ async def ro_client(hive: Hive) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tests.dashboard.conftest import build_hive, free_port, populate
+from tests._services import free_port
+from tests.dashboard.conftest import build_hive, populate
 from workhive.cli import cli
 from workhive.dashboard import create_app
 

@@ -7,7 +7,6 @@ the server: ``bounce*`` is refused with 550, ``busy*`` gets 451 while ``busy_rep
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email import message_from_bytes, policy
@@ -33,7 +32,7 @@ from examples.chatear.notifications import EMAIL_QUEUE, TASK_SEND_EMAIL, send_em
 from examples.chatear.settings import Settings
 from examples.chatear.store import Store
 
-from tests._services import require_service, unique_name
+from tests._services import free_port, require_service, unique_name
 from workhive import Hive, QueueStats, load_config
 from workhive._backend import DeadLetter, SupportsDeadLetters, SupportsInspect
 from workhive._envelope import decode
@@ -72,11 +71,6 @@ class SmtpSink:
         return [m for m in self.messages if m["To"] == address]
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (the OS just handed it out and we closed it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ same rows, like two worker processes) and is closed at teardown, then the schema
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -48,7 +47,3 @@ async def backend(make: Callable[..., PostgresBackend]) -> PostgresBackend:
     return b
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

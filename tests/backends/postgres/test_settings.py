@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.backends.postgres.conftest import free_port
+from tests._services import free_port
 from workhive.backends import open_backend
 from workhive.backends.postgres import PostgresBackend, PostgresSettings
 from workhive.config import HiveConfig, PostgresConfig, WorkerConfig

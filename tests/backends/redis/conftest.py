@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests._services import in_ci, require_service, unique_name
+from tests._services import free_port, in_ci, require_service, unique_name
 from workhive.backends.redis import RedisBackend
 
 
@@ -63,10 +63,6 @@ async def backend(make: Callable[..., RedisBackend]) -> RedisBackend:
     return b
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PrivateRedis:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests._services import unique_name
-from tests.backends.redis.conftest import PrivateRedis, free_port, require_redis_server
+from tests._services import free_port, unique_name
+from tests.backends.redis.conftest import PrivateRedis, require_redis_server
 from workhive import BackendUnavailable, Hive, Module
 from workhive.backends.redis import RedisBackend
 

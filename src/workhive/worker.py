@@ -202,10 +202,11 @@ class Worker:
                 deliveries = await self.backend.fetch(self.queues, min(free, self._batch),
                                                       lease=self.lease, wait=wait)
                 failures = 0
-            except BackendError as exc:
+            except Exception as exc:  # a backend bug must not kill the worker either
                 failures += 1
                 delay = min(30.0, 0.1 * 2 ** min(failures, 8))
-                logger.error("fetch failed (%s); retrying in %.1fs", exc, delay)
+                logger.error("fetch failed (%s); retrying in %.1fs", exc, delay,
+                             exc_info=not isinstance(exc, BackendError))
                 await self._sleep_unless_stopping(delay)
                 continue
             self._unsettled += len(deliveries)
@@ -360,7 +361,7 @@ class Worker:
             if running:
                 try:
                     await self.backend.extend(running, self.lease)
-                except BackendError as exc:
+                except Exception as exc:
                     logger.error("lease extension failed: %s", exc)
 
     async def _heartbeat_loop(self) -> None:
@@ -373,7 +374,7 @@ class Worker:
                               {"processed": self.processed, "in_flight": len(self._inflight)})
             try:
                 await self.backend.heartbeat(info, ttl=15.0)
-            except BackendError as exc:
+            except Exception as exc:
                 logger.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(5.0)
 

@@ -26,7 +26,8 @@ from workhive.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, *UNREACHABLE
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+    *UNREACHABLE
 )
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DRIVER_ERRORS)
 
@@ -153,7 +154,13 @@ class PostgresConnection:
         """A connection from the current pool, driver errors translated (no lazy open)."""
         try:
             async with self._pool.acquire() as con:
-                yield con
+                try:
+                    yield con
+                except asyncpg.exceptions.InternalClientError:
+                    # a connection a server restart left mid-operation ("another operation
+                    # is in progress"): drop it so the pool never hands it out again
+                    con.terminate()
+                    raise
         except DRIVER_ERRORS as exc:
             raise self.settings.translate(exc, doing) from exc
 

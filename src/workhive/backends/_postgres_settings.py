@@ -154,7 +154,7 @@ class PostgresSettings:
     def translate(self, exc: BaseException, doing: str) -> BackendError:
         """Map a driver error raised while ``doing`` onto :mod:`workhive.errors`."""
         detail = self.scrub(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, UNREACHABLE) or (
+        if isinstance(exc, (*UNREACHABLE, asyncpg.exceptions.InternalClientError)) or (
             isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)
         ):
             return BackendUnavailable(

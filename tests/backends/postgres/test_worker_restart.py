@@ -9,18 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
-import logging
 import os
 import shutil
 import subprocess
 import tempfile
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests._outage import ride_out_restart
 from tests._services import free_port, in_ci
-from workhive import BackendUnavailable, Hive, Module
 from workhive.backends.postgres import PostgresBackend
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
@@ -82,14 +80,6 @@ class PrivatePostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def wait_until(predicate: object, timeout: float = 60.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met")
-
-
 async def test_worker_rides_out_a_postgres_restart(caplog: pytest.LogCaptureFixture) -> None:
     server = PrivatePostgres()
     try:
@@ -97,36 +87,9 @@ async def test_worker_rides_out_a_postgres_restart(caplog: pytest.LogCaptureFixt
     except BaseException:
         server.remove()
         raise
-    m, done = Module("pr"), Counter[int]()
-
-    @m.task("pr:work", max_retries=10, retry_backoff=0.05)
-    async def work(p: dict[str, int]) -> None:
-        await asyncio.sleep(0.005)
-        done[p["i"]] += 1
-
-    n, concurrency = 300, 10
-    backend = PostgresBackend.from_url(server.url)
-    hive = Hive(backend)
-    hive.include(m)
     try:
-        await hive.enqueue_many([e for i in range(n) if (e := hive.build("pr:work", {"i": i}))])
-        worker = hive.worker(concurrency=concurrency, lease=2, cron=False)
-        running = asyncio.create_task(worker.run())
-        await wait_until(lambda: len(done) >= 50)
-        with caplog.at_level(logging.ERROR):
-            await asyncio.to_thread(server.stop)
-            await asyncio.sleep(1.0)  # the worker is now failing to fetch and settle
-            with pytest.raises(BackendUnavailable):
-                await hive.enqueue("pr:work", {"i": -1})
-            await asyncio.to_thread(server.start)
-            await wait_until(lambda: set(done) >= set(range(n)))
-        worker.stop()
-        await running
+        await ride_out_restart(PostgresBackend.from_url(server.url), server.stop,
+                               server.start, caplog)
     finally:
-        await backend.close()
         await asyncio.to_thread(server.stop_quietly)
         server.remove()
-    assert set(done) == set(range(n))
-    duplicates = sum(c - 1 for c in done.values())
-    assert duplicates <= 2 * concurrency, duplicates
-    assert "fetch failed" in caplog.text, caplog.text[-2000:]

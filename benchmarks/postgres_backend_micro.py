@@ -20,8 +20,8 @@ import sys
 import time
 import uuid
 
-from workhive._backend import Settlement
 from workhive._envelope import make_envelope
+from workhive.backend import Settlement
 from workhive.backends.postgres import PostgresBackend
 
 URL = os.environ.get("WORKHIVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

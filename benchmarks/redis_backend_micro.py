@@ -24,8 +24,8 @@ import time
 import uuid
 from typing import Any
 
-from workhive._backend import Settlement
 from workhive._envelope import decode, make_envelope
+from workhive.backend import Settlement
 from workhive.backends.redis import RedisBackend
 
 

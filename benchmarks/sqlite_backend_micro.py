@@ -20,8 +20,8 @@ import tempfile
 import time
 
 from benchmarks.raw_sqlite import raw_drain_per_s
-from workhive._backend import Settlement
 from workhive._envelope import make_envelope
+from workhive.backend import Settlement
 from workhive.backends.sqlite import SQLiteBackend
 
 

@@ -17,6 +17,7 @@ import pytest
 DEFAULTS = {
     "redis": "redis://127.0.0.1:6379/0",
     "postgres": "postgresql://postgres@127.0.0.1:5432/test",
+    "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
 }
 
 

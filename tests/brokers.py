@@ -14,6 +14,7 @@ START = {
     "redis": "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
     "--appendonly no",
     "postgres": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    "rabbitmq": "rabbitmq-server -detached",
 }
 
 
@@ -22,7 +23,8 @@ def main() -> int:
     for name in DEFAULTS:
         url = service_url(name)
         ok = reachable(url)
-        print(f"broker {name:<9} {url:<45} {'up' if ok else 'DOWN'}")
+        shown = url.replace("guest:guest@", "guest:***@")
+        print(f"broker {name:<9} {shown:<45} {'up' if ok else 'DOWN'}")
         if not ok:
             missing.append(name)
             print(f"  start it with: {START[name]}")

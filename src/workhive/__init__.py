@@ -3,7 +3,10 @@
 The public API is what ``__all__`` lists; everything in ``_private`` modules may change.
 """
 
-from workhive._backend import (
+from workhive._context import TaskContext
+from workhive._envelope import AttemptRecord, Envelope
+from workhive._task import RateLimit
+from workhive.backend import (
     Backend,
     Capability,
     DeadLetter,
@@ -12,9 +15,6 @@ from workhive._backend import (
     QueueStats,
     Settlement,
 )
-from workhive._context import TaskContext
-from workhive._envelope import AttemptRecord, Envelope
-from workhive._task import RateLimit
 from workhive.config import HiveConfig, load_config
 from workhive.errors import (
     BackendError,

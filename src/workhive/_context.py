@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from workhive._backend import Delivery
 from workhive._envelope import Envelope
 from workhive._task import Handler, TaskOptions
+from workhive.backend import Delivery
 
 if TYPE_CHECKING:
-    from workhive._backend import EnqueueResult
+    from workhive.backend import EnqueueResult
     from workhive.hive import Hive
 
 
@@ -67,5 +67,5 @@ class TaskContext:
         """Enqueue follow-up work through the same hive."""
         return await self.hive.enqueue(name, payload, **options)
 
-    async def publish(self, event: str, payload: Any = None, **options: Any) -> int:
+    async def publish(self, event: str, payload: Any = None, **options: Any) -> int | None:
         return await self.hive.publish(event, payload, **options)

@@ -1,4 +1,4 @@
-"""Turning outcomes into settlements, and handing them to the backend in batches.
+"""Handing settlements to the backend in batches (:mod:`workhive._outcome` builds them).
 
 Why batches: one ``settle`` call per message would make the broker round trip the ceiling of a
 worker's throughput. The settler collects outcomes and flushes them in one call; while a flush
@@ -11,33 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import traceback
 from collections.abc import Callable
 
-from workhive._backend import Backend, Settlement
-from workhive._envelope import AttemptRecord, Envelope, encode
+from workhive.backend import Backend, Settlement
 
 logger = logging.getLogger(__name__)
-
-_TRACEBACK_LIMIT = 4000
-
-
-def attempt_record(env: Envelope, signal: BaseException | None, reason: str = "") -> AttemptRecord:
-    """The history entry for a failed attempt: the signal's reason (or the error) and the
-    traceback of what caused it, trimmed to its last 4,000 characters."""
-    cause = signal.__cause__ if signal is not None and signal.__cause__ else signal
-    tb = ""
-    if cause is not None and cause.__traceback__ is not None:
-        tb = "".join(traceback.format_exception(cause))[-_TRACEBACK_LIMIT:]
-    error = getattr(signal, "reason", "") or (str(cause) if cause else "") or reason
-    return AttemptRecord(env.attempt, time.time(), error, tb)
-
-
-def failed_body(env: Envelope, reason: str, signal: BaseException | None) -> bytes:
-    """The envelope to store in the dead-letter queue: this attempt appended to its history."""
-    return encode(env.next_attempt(attempt_record(env, signal, reason)))
-
 
 class Settler:
     """Batches settlements for one worker. ``on_handover(n)`` is told how many deliveries left

@@ -2,8 +2,9 @@
 
 An unknown key or a wrong type is a :class:`~workhive.errors.ConfigError` naming the key path and
 the file (``workhive.yaml: unknown key worker.concurency``). Environment variables win over the
-file: ``WORKHIVE_BACKEND`` (a name or a full URL), ``WORKHIVE_CONCURRENCY``,
-``WORKHIVE_SHUTDOWN_TIMEOUT``, ``WORKHIVE_SQLITE_PATH``, ``REDIS_URL``, ``WORKHIVE_REDIS_PREFIX``,
+file: ``WORKHIVE_BACKEND`` (a name or a full URL), ``WORKHIVE_COORDINATION``,
+``WORKHIVE_CONCURRENCY``, ``WORKHIVE_SHUTDOWN_TIMEOUT``, ``WORKHIVE_SQLITE_PATH``, ``REDIS_URL``,
+``WORKHIVE_REDIS_PREFIX``,
 and ``WORKHIVE_FLAG_<NAME>=true|false`` for feature flags.
 """
 
@@ -19,8 +20,11 @@ import yaml
 
 from workhive.errors import ConfigError
 
-BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "memory", "noop")
-BACKENDS_PLANNED = ("rabbitmq", "kafka", "nats")
+BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "rabbitmq", "memory", "noop")
+BACKENDS_PLANNED = ("kafka", "nats")
+#: other names for a backend (seed-style configs say ``asynq``, ``disable``, ``redpanda``)
+BACKEND_ALIASES = {"asynq": "redis", "disable": "noop", "disabled": "noop", "redpanda": "kafka",
+                   "amqp": "rabbitmq"}
 
 
 class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -38,7 +42,9 @@ class RedisConfig(_Strict):
 
 class RabbitMQConfig(_Strict):
     url: str = "amqp://guest:guest@localhost:5672/"
-    exchange: str = "tasks"
+    exchange: str = "workhive"  # prefix of every exchange and queue name
+    queue: str = ""  # physical name of the "default" queue family (default <exchange>.default)
+    worker_count: int | None = None  # same as worker.concurrency
 
 
 class KafkaConfig(_Strict):
@@ -58,6 +64,7 @@ class PostgresConfig(_Strict):
 class WorkerConfig(_Strict):
     enabled: bool = True
     backend: str = "sqlite"
+    coordination: str = ""  # a backend name or URL for cron/unique/rate limits/dead letters
     concurrency: int = 10
     shutdown_timeout: float = 30.0
     lease: float = 30.0
@@ -77,35 +84,44 @@ class HiveConfig(_Strict):
 
     def backend_url(self) -> str:
         """The URL of the configured backend; a planned-but-absent backend is a clear error."""
+        return self._url_of(self.worker.backend, "worker.backend")
+
+    def coordination_url(self) -> str | None:
+        """The URL of the coordination store, if one is configured."""
+        name = self.worker.coordination
+        return self._url_of(name, "worker.coordination") if name else None
+
+    def _url_of(self, name: str, key: str) -> str:
         w = self.worker
-        if "://" in w.backend:
-            return w.backend
-        if w.backend == "sqlite":
-            return f"sqlite:///{w.sqlite.path}"
-        if w.backend == "redis":
-            return w.redis.url
-        if w.backend == "redis-pubsub":
-            return "redis-pubsub://" + w.redis.url.split("://", 1)[-1]
-        if w.backend in ("memory", "noop"):
-            return f"{w.backend}://"
-        if w.backend == "postgres":
-            return w.postgres.dsn
-        if w.backend in BACKENDS_PLANNED:
-            raise ConfigError(
-                f"{self.source}: worker.backend {w.backend!r} is not available in this version "
-                f"(available: {', '.join(BACKENDS_AVAILABLE)})"
-            )
-        raise ConfigError(
-            f"{self.source}: worker.backend {w.backend!r} is unknown "
-            f"(available: {', '.join(BACKENDS_AVAILABLE)})"
-        )
+        if "://" in name:
+            return name
+        name = BACKEND_ALIASES.get(name, name)
+        urls = {
+            "sqlite": f"sqlite:///{w.sqlite.path}",
+            "redis": w.redis.url,
+            "redis-pubsub": "redis-pubsub://" + w.redis.url.split("://", 1)[-1],
+            "memory": "memory://",
+            "noop": "noop://",
+            "postgres": w.postgres.dsn,
+            "rabbitmq": w.rabbitmq.url,
+        }
+        if name in urls:
+            return urls[name]
+        state = "is not available in this version" if name in BACKENDS_PLANNED else "is unknown"
+        raise ConfigError(f"{self.source}: {key} {name!r} {state} "
+                          f"(available: {', '.join(BACKENDS_AVAILABLE)})")
 
-
-    def backend_options(self) -> dict[str, Any]:
-        """Options the backend named by :meth:`backend_url` takes besides its URL."""
-        url = self.backend_url()
+    def backend_options(self, url: str | None = None) -> dict[str, Any]:
+        """Options the backend at ``url`` (default: the configured one) takes besides its URL."""
+        url = url or self.backend_url()
         if url.startswith(("redis://", "rediss://", "unix://")):
             return {"prefix": self.worker.redis.prefix}
+        if url.startswith(("amqp://", "amqps://")):
+            rabbit = self.worker.rabbitmq
+            options: dict[str, Any] = {"exchange": rabbit.exchange}
+            if rabbit.queue:
+                options["queue"] = rabbit.queue
+            return options
         return {}
 
 
@@ -115,6 +131,7 @@ def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
         return  # the type check below reports it with the file name
     simple = {
         "WORKHIVE_BACKEND": ("backend", str),
+        "WORKHIVE_COORDINATION": ("coordination", str),
         "WORKHIVE_CONCURRENCY": ("concurrency", int),
         "WORKHIVE_SHUTDOWN_TIMEOUT": ("shutdown_timeout", float),
         "WORKHIVE_LEASE": ("lease", float),
@@ -182,6 +199,16 @@ def parse_config(raw: Any, source: str, env: dict[str, str] | None = None) -> Hi
     if w.shutdown_timeout < 0 or w.lease <= 0:
         raise ConfigError(f"{source}: worker.shutdown_timeout must be >= 0 and worker.lease > 0")
     config.backend_url()  # fail fast on an unknown backend
+    config.coordination_url()
+    count = w.rabbitmq.worker_count
+    if count is not None and BACKEND_ALIASES.get(w.backend, w.backend) == "rabbitmq":
+        given = raw.get("worker", {}).get("concurrency") if isinstance(raw, dict) else None
+        if given is not None and given != count:
+            raise ConfigError(f"{source}: worker.concurrency ({given}) and "
+                              f"worker.rabbitmq.worker_count ({count}) disagree; set one")
+        if count < 1:
+            raise ConfigError(f"{source}: key worker.rabbitmq.worker_count must be >= 1")
+        w.concurrency = count
     return config
 
 

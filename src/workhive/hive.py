@@ -12,13 +12,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from workhive._backend import (
-    Backend,
-    Capability,
-    EnqueueResult,
-    events_of,
-    require,
-)
 from workhive._envelope import Envelope, make_envelope
 from workhive._task import (
     CronDef,
@@ -28,9 +21,17 @@ from workhive._task import (
     to_builtins,
     validate_payload,
 )
+from workhive.backend import (
+    Backend,
+    Capability,
+    EnqueueResult,
+    events_of,
+    has,
+    require,
+)
 from workhive.backends import open_backend
 from workhive.config import HiveConfig, load_config
-from workhive.errors import ConfigError, RegistryError, UnknownTaskError
+from workhive.errors import CapabilityError, ConfigError, RegistryError, UnknownTaskError
 from workhive.middleware import Middleware, default_middleware
 from workhive.module import Module
 
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 class Hive:
     """Config + backend + registry. ``backend`` is a URL or a Backend instance.
 
+    ``coordination`` (a URL or Backend; default ``worker.coordination`` from the config) is the
+    store for cron claims, rate counters, unique keys, heartbeats and dead letters when the
+    backend cannot keep them itself (RabbitMQ): ``Hive("amqp://...", coordination="redis://...")``.
+
     ``flags`` are the feature flags (seed 000's ``featureflags.yaml``): a declaration with
     ``flag="x"`` is registered only when ``flags["x"]`` is true; enqueueing a task that a flag
     switched off is logged and dropped, so callers need not know the flag.
@@ -52,14 +57,19 @@ class Hive:
         self,
         backend: str | Backend | None = None,
         *,
+        coordination: str | Backend | None = None,
         config: HiveConfig | None = None,
         flags: Mapping[str, bool] | None = None,
         middleware: Sequence[Middleware] | None = None,
     ) -> None:
         self.config = config or HiveConfig()
-        if backend is None:
-            backend = open_backend(self.config.backend_url(), **self.config.backend_options())
-        self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
+        self.backend: Backend = self._build(backend, self.config.backend_url())
+        if coordination is None and self.config.coordination_url():
+            coordination = self.config.coordination_url()
+        if coordination is not None:
+            from workhive.backends.composite import Composite
+
+            self.backend = Composite(self.backend, self._build(coordination, ""))
         self.flags: dict[str, bool] = dict(self.config.worker.tasks)
         self.flags.update(flags or {})
         self.middleware: list[Middleware] = (
@@ -72,6 +82,12 @@ class Hive:
         self.modules: list[Module] = []
         self.services: list[Service] = []
         self._opened = False
+
+    def _build(self, backend: str | Backend | None, default_url: str) -> Backend:
+        if backend is None or isinstance(backend, str):
+            url = backend or default_url
+            return open_backend(url, **self.config.backend_options(url))
+        return backend
 
     @classmethod
     def from_config(cls, path: str | None = None, **kwargs: Any) -> Hive:
@@ -113,7 +129,7 @@ class Hive:
 
     def _check_events(self, subscriber: str) -> None:
         events_of(self.backend, f"subscriber {subscriber}")
-        if Capability.EVENTS not in self.backend.capabilities:
+        if not has(self.backend, Capability.EVENTS):
             logger.warning(
                 "Subscriber %s on the %r backend is at-most-once: every listening process gets "
                 "every event, and events published while none listens are lost; use the "
@@ -138,6 +154,17 @@ class Hive:
             )
         if options.rate_limit is not None:
             require(self.backend, Capability.COUNTERS, f"rate limit on {name}")
+        if options.priority:
+            require(self.backend, Capability.PRIORITY, f"priority of {name}")
+        if options.unique:
+            require(self.backend, Capability.UNIQUE, f"unique task {name}")
+        hold = self.backend.features.max_hold
+        if options.timeout is not None and hold is not None and options.timeout > hold:
+            raise CapabilityError(
+                f"{name!r}: timeout {options.timeout:g}s is longer than the {self.backend.name!r} "
+                f"backend lets a message be held unacknowledged ({hold:g}s; RabbitMQ's "
+                "consumer_timeout); lower the timeout or raise the server's limit and declare it "
+                "in the backend URL")
 
     def _register_task(self, task: TaskDef) -> None:
         if task.name in self.tasks:
@@ -271,6 +298,12 @@ class Hive:
         when = eta if eta is not None else (time.time() + delay if delay else None)
         if when is not None:
             require(self.backend, Capability.DELAY, f"delayed task {name}")
+        if priority:
+            require(self.backend, Capability.PRIORITY, f"priority for task {name}")
+        hold = self.backend.features.max_hold
+        if timeout is not None and hold is not None and timeout > hold:
+            raise CapabilityError(f"timeout {timeout:g}s for task {name!r} is longer than the "
+                                  f"{self.backend.name!r} backend holds a message ({hold:g}s)")
         if idempotency_key is not None or unique_key is not None or (task and task.options.unique):
             require(self.backend, Capability.UNIQUE, f"unique/idempotent task {name}")
         if task is not None and task.options.unique and unique_key is None:
@@ -291,8 +324,9 @@ class Hive:
 
     async def publish(
         self, event: str, payload: Any = None, *, headers: Mapping[str, str] | None = None
-    ) -> int:
-        """Publish an event to every subscribed group; returns how many groups got a copy."""
+    ) -> int | None:
+        """Publish an event to every subscribed group; returns how many groups got a copy, or
+        None when the broker fans out itself and does not say (RabbitMQ)."""
         if not event:
             raise RegistryError("event name must not be empty")
         await self.open()

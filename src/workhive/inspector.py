@@ -2,7 +2,7 @@
 
 Why a separate role: the CLI and the dashboard must show the same numbers, and neither should
 know backend internals. Everything here goes through the capability Protocols
-(:class:`~workhive._backend.SupportsInspect`, :class:`~workhive._backend.SupportsDeadLetters`),
+(:class:`~workhive.backend.SupportsInspect`, :class:`~workhive.backend.SupportsDeadLetters`),
 so a backend lacking one gives a :class:`~workhive.errors.CapabilityError` naming it, not an
 ``AttributeError``. Nothing here writes: DLQ replay and purge are commands, not views.
 """
@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from workhive._backend import (
+from workhive._envelope import Envelope, decode
+from workhive.backend import (
     Backend,
     Capability,
     DeadLetter,
@@ -23,7 +24,6 @@ from workhive._backend import (
     WorkerInfo,
     require,
 )
-from workhive._envelope import Envelope, decode
 from workhive.errors import CapabilityError, SerializationError, WorkhiveError
 from workhive.hive import Hive
 from workhive.scheduler.cron import next_tick
@@ -210,7 +210,7 @@ class Inspector:
 def inspect_of(backend: Backend, what: str) -> SupportsInspect:
     """The backend as :class:`SupportsInspect`, or CapabilityError naming ``what``.
 
-    (Not :func:`workhive._backend.capability`: mypy refuses a Protocol as its ``type[P]``.)
+    (Not :func:`workhive.backend.capability`: mypy refuses a Protocol as its ``type[P]``.)
     """
     require(backend, Capability.INSPECT, what)
     if not isinstance(backend, SupportsInspect):  # pragma: no cover - a backend lying

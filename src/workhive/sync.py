@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from workhive._backend import EnqueueResult
+    from workhive.backend import EnqueueResult
     from workhive.hive import Hive
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ class SyncProducer:
         """Blocking :meth:`Hive.enqueue`: same options, same errors."""
         return self._call(self.hive.enqueue(name, payload, **options))
 
-    def publish(self, event: str, payload: Any = None, **options: Any) -> int:
+    def publish(self, event: str, payload: Any = None, **options: Any) -> int | None:
         """Blocking :meth:`Hive.publish`."""
         return self._call(self.hive.publish(event, payload, **options))
 

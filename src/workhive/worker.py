@@ -33,23 +33,26 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
-from workhive._backend import (
+from workhive._context import TaskContext
+from workhive._envelope import Envelope, decode, new_id
+from workhive._outcome import settlement_for
+from workhive._settler import Settler
+from workhive._task import Handler, TaskOptions, validate_payload
+from workhive.backend import (
     Delivery,
     Settlement,
     SupportsInspect,
+    SupportsStats,
     WorkerInfo,
+    event_group,
+    topic_matches,
 )
-from workhive._context import TaskContext
-from workhive._envelope import Envelope, decode, encode, new_id
-from workhive._settler import Settler, attempt_record, failed_body
-from workhive._task import Handler, TaskOptions, validate_payload
 from workhive.errors import (
     BackendError,
     RegistryError,
     Reject,
     Retry,
     SerializationError,
-    Skip,
     ValidationError,
 )
 from workhive.middleware import CallNext, Metrics, build_chain
@@ -220,7 +223,7 @@ class Worker:
     async def _idle(self, wait_delayed: bool) -> bool:
         if self._inflight or self._settler.pending:
             return False
-        if not isinstance(self.backend, SupportsInspect):
+        if not isinstance(self.backend, SupportsStats):
             return True
         for stat in await self.backend.stats():
             if stat.queue not in self.queues:
@@ -266,68 +269,54 @@ class Worker:
         try:
             env = decode(delivery.body)
         except SerializationError as exc:
-            self._settle(Settlement(delivery, "dead", reason=str(exc)))
+            self._settle(settlement_for(delivery, None, exc, time.time()))
             return
-        route = self._route(env)
+        outcome: BaseException | None = None
+        route = self._route(env, delivery.queue)
         if route is None:
-            reason = self._unknown_reason(env)
-            self._settle(Settlement(delivery, "dead", body=failed_body(env, reason, None),
-                                    reason=reason))
-            return
-        handler, options = route
-        try:
-            payload = validate_payload(handler, env.payload, f"{env.kind} {env.name!r}")
-        except ValidationError as exc:
-            self._settle(Settlement(delivery, "dead", body=failed_body(env, str(exc), None),
-                                    reason=str(exc)))
-            return
-        ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
-        chain = self._chains.get(id(options)) or self._chain_for(options)
-        try:
-            await chain(ctx)
-        except asyncio.CancelledError:
-            self._settle(Settlement(delivery, "release"))
-            raise
-        except Retry as signal:
-            eta = time.time() + max(signal.delay or 0.0, 0.0)
-            nxt = env
-            if signal.count:
-                nxt = env.next_attempt(attempt_record(env, signal), count=True)
-                self._retry_due = max(self._retry_due, eta)
-            self._settle(Settlement(delivery, "retry", body=encode(nxt), eta=eta,
-                                    reason=signal.reason))
-        except Reject as signal:
-            self._settle(Settlement(delivery, "dead", reason=signal.reason,
-                                    body=failed_body(env, signal.reason, signal)))
-        except Skip:
-            self._settle(Settlement(delivery, "ack"))
-        except Exception as exc:  # no Retries middleware in the chain: fail straight to the DLQ
-            reason = f"{type(exc).__name__}: {exc}"
-            self._settle(Settlement(delivery, "dead", reason=reason,
-                                    body=failed_body(env, reason, exc)))
+            outcome = Reject(self._unknown_reason(env, delivery.queue))
         else:
-            self._settle(Settlement(delivery, "ack"))
+            handler, options = route
+            try:
+                payload = validate_payload(handler, env.payload, f"{env.kind} {env.name!r}")
+            except ValidationError as exc:
+                outcome = Reject(str(exc))
+            else:
+                ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
+                chain = self._chains.get(id(options)) or self._chain_for(options)
+                try:
+                    await chain(ctx)
+                except asyncio.CancelledError as exc:
+                    self._settle(settlement_for(delivery, env, exc, time.time()))
+                    raise
+                except Exception as exc:  # Retry, Reject, Skip, or a crash without Retries
+                    outcome = exc
+        settlement = settlement_for(delivery, env, outcome, time.time())
+        if isinstance(outcome, Retry) and outcome.count:  # run_until_idle waits for it
+            self._retry_due = max(self._retry_due, settlement.eta)
+        self._settle(settlement)
 
     def _chain_for(self, options: TaskOptions) -> CallNext:
         layers = [mw for mw in self.hive.middleware if mw.applies(options)]
         chain = self._chains[id(options)] = build_chain(layers, self._execute)
         return chain
 
-    def _route(self, env: Envelope) -> tuple[Handler, TaskOptions] | None:
+    def _route(self, env: Envelope, queue: str) -> tuple[Handler, TaskOptions] | None:
         if env.kind == "task":
             return self._routes.get(env.name)
-        from workhive._backend import topic_matches
-
+        # the group is the queue that delivered the event: brokers fan out without telling
+        group = event_group(queue) or env.group
         for sub in self.hive.subscribers:
-            if sub.group == env.group and topic_matches(sub.pattern, env.name):
+            if sub.group == group and topic_matches(sub.pattern, env.name):
                 return sub.handler, sub.options
         return None
 
-    def _unknown_reason(self, env: Envelope) -> str:
+    def _unknown_reason(self, env: Envelope, queue: str) -> str:
         if env.name in self.hive.disabled:
             return f"task {env.name!r} is disabled by feature flag {self.hive.disabled[env.name]!r}"
         if env.kind == "event":
-            return f"no subscriber in group {env.group!r} for event {env.name!r}"
+            group = event_group(queue) or env.group
+            return f"no subscriber in group {group!r} for event {env.name!r}"
         return f"unknown task {env.name!r}: no handler registered in this worker"
 
     async def _execute(self, ctx: TaskContext) -> None:
@@ -355,6 +344,8 @@ class Worker:
             self._slot_freed.set()
 
     async def _lease_loop(self) -> None:
+        if self.backend.features.lease != "timed":
+            return  # session leases live as long as the connection; nothing to extend
         while True:
             await asyncio.sleep(self.lease / 3)
             running = list(self._inflight.values())

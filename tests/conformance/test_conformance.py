@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conformance.conftest import Harness
-from workhive.testing.conformance import SCENARIOS, Scenario
+from workhive.testing.conformance import Harness, Scenario
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
-async def test_conformance(scenario: Scenario, harness: Harness) -> None:
-    await scenario(harness)
+async def test_conformance(conformance_scenario: Scenario, harness: Harness) -> None:
+    await conformance_scenario(harness)

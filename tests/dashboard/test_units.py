@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workhive._backend import QueueStats
+from workhive.backend import QueueStats
 from workhive.dashboard._board import RateTracker
 from workhive.dashboard._html import Safe, esc, fmt, join, table
 from workhive.dashboard._pages import value

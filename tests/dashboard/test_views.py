@@ -12,7 +12,7 @@ import pytest
 
 from tests.dashboard.conftest import XSS, client_for
 from workhive import Hive
-from workhive._backend import WorkerInfo
+from workhive.backend import WorkerInfo
 from workhive.dashboard import create_app
 from workhive.inspector import inspect_of
 from workhive.testing import run_until_idle

@@ -34,8 +34,8 @@ from examples.chatear.store import Store
 
 from tests._services import free_port, require_service, unique_name
 from workhive import Hive, QueueStats, load_config
-from workhive._backend import DeadLetter, SupportsDeadLetters, SupportsInspect
 from workhive._envelope import decode
+from workhive.backend import DeadLetter, SupportsDeadLetters, SupportsInspect
 from workhive.backends.redis import RedisBackend
 from workhive.cli._app import resolve_app
 from workhive.middleware.metrics import Metrics, TaskCounts

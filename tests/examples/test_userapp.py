@@ -32,8 +32,8 @@ from examples.userapp.user import (
 )
 
 from workhive import ValidationError
-from workhive._backend import SupportsDeadLetters
 from workhive._envelope import decode
+from workhive.backend import SupportsDeadLetters
 from workhive.testing import run_until_idle
 
 

@@ -22,6 +22,7 @@ from workhive import (
     UnknownTaskError,
     ValidationError,
 )
+from workhive.backend import Features
 from workhive.backends.memory import MemoryBackend
 from workhive.testing import run_until_idle
 
@@ -150,7 +151,7 @@ class QueueOnly(MemoryBackend):
     """A backend that only has plain queues: no events, counters, cron, delay or unique."""
 
     name = "queue-only"
-    capabilities = frozenset({Capability.QUEUE})
+    features = Features(frozenset({Capability.QUEUE}))
     publish = None  # type: ignore[assignment]
 
 
@@ -162,8 +163,16 @@ async def test_capabilities_are_refused_clearly() -> None:
 
     with pytest.raises(CapabilityError, match="'queue-only' backend does not support counters"):
         Hive(QueueOnly()).include(m)
+    unique = Module("unique")
+    unique.task("unique:t", unique=True)(t)
+    with pytest.raises(CapabilityError, match="does not support unique.*coordination="):
+        Hive(QueueOnly()).include(unique)
+    urgent = Module("urgent")
+    urgent.task("urgent:t", priority=5)(t)
+    with pytest.raises(CapabilityError, match="does not support priority"):
+        Hive(QueueOnly()).include(urgent)
     plain = Module("plain")
-    plain.task("plain:t", unique=True)(t)
+    plain.task("plain:t")(t)
     hive = Hive(QueueOnly())
     hive.include(plain)
     with pytest.raises(CapabilityError, match="does not support events"):
@@ -171,7 +180,9 @@ async def test_capabilities_are_refused_clearly() -> None:
     with pytest.raises(CapabilityError, match="does not support delay"):
         await hive.enqueue("plain:t", delay=3)
     with pytest.raises(CapabilityError, match="does not support unique"):
-        await hive.enqueue("plain:t")
+        await hive.enqueue("plain:t", idempotency_key="k")
+    with pytest.raises(CapabilityError, match="does not support priority"):
+        await hive.enqueue("plain:t", priority=1)
     sub = Module("s")
     sub.subscribe("x.*", group="g")(t)
     with pytest.raises(CapabilityError, match="'queue-only' backend does not support events"):

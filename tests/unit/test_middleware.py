@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from workhive import Hive, Module, RateLimit, Reject, Retry, Skip, TaskContext
-from workhive._backend import SupportsDeadLetters
 from workhive._envelope import decode
+from workhive.backend import SupportsDeadLetters
 from workhive.middleware import Middleware, backoff_delay
 from workhive.middleware.base import CallNext
 from workhive.testing import run_until_idle

@@ -1,31 +1,31 @@
-"""Backend selection by URL: ``sqlite:///workhive.db``, ``redis://...``, ``memory://``, ``noop://``.
+"""Backend selection by URL: ``sqlite:///workhive.db``, ``redis://...``, ``amqp://...``.
 
-Each backend module owns its driver import, so ``import workhive`` never needs redis-py or
-asyncpg; a missing extra is reported with the ``pip install`` line that fixes it.
+Backends register their URL schemes in the ``workhive.backends`` entry-point group, the built-in
+ones included (see ``pyproject.toml``), so a third-party package adds a broker by declaring::
+
+    [project.entry-points."workhive.backends"]
+    mybroker = "mypackage.backend:MyBackend"
+
+The class needs a ``from_url(url, **options)`` classmethod that builds (not connects) it. Each
+backend module owns its driver import, so ``import workhive`` never needs redis-py or aio-pika;
+a missing extra is reported with the ``pip install`` line that fixes it.
 """
 
 from __future__ import annotations
 
-import importlib
+import functools
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from workhive._backend import Backend
+from workhive.backend import Backend
 from workhive.errors import ConfigError
 
-# scheme -> (module, class, pip extra)
-_SCHEMES: dict[str, tuple[str, str, str]] = {
-    "sqlite": ("workhive.backends.sqlite", "SQLiteBackend", ""),
-    "memory": ("workhive.backends.memory", "MemoryBackend", ""),
-    "noop": ("workhive.backends.noop", "NoopBackend", ""),
-    "redis": ("workhive.backends.redis", "RedisBackend", "redis"),
-    "rediss": ("workhive.backends.redis", "RedisBackend", "redis"),
-    "unix": ("workhive.backends.redis", "RedisBackend", "redis"),
-    "redis-pubsub": ("workhive.backends.redis_pubsub", "RedisPubSubBackend", "redis"),
-    "postgres": ("workhive.backends.postgres", "PostgresBackend", "postgres"),
-    "postgresql": ("workhive.backends.postgres", "PostgresBackend", "postgres"),
-}
+GROUP = "workhive.backends"
 
-BACKEND_NAMES = ("sqlite", "redis", "redis-pubsub", "postgres", "memory", "noop")
+@functools.cache
+def registered() -> dict[str, EntryPoint]:
+    """URL scheme -> entry point, from every installed distribution."""
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
 def scheme_of(url: str) -> str:
@@ -35,17 +35,17 @@ def scheme_of(url: str) -> str:
 def open_backend(url: str, **options: Any) -> Backend:
     """Build (not connect) the backend a URL names. Raises ConfigError for unknown schemes."""
     scheme = scheme_of(url)
-    if scheme not in _SCHEMES:
-        known = ", ".join(sorted(_SCHEMES))
-        raise ConfigError(f"unknown backend {scheme!r} in {url!r}; known: {known}")
-    module_name, class_name, extra = _SCHEMES[scheme]
+    schemes = registered()
+    if scheme not in schemes:
+        known = ", ".join(sorted(schemes)) or "none (is workhive installed?)"
+        raise ConfigError(f"unknown backend {scheme!r}; known URL schemes: {known}")
+    entry = schemes[scheme]
     try:
-        module = importlib.import_module(module_name)
+        cls = entry.load()
     except ImportError as exc:
-        if not extra:
-            raise
+        extra = entry.extras[0] if entry.extras else entry.name
         raise ConfigError(
             f"the {scheme!r} backend needs an extra: pip install 'workhive[{extra}]' ({exc})"
         ) from exc
-    backend: Backend = getattr(module, class_name).from_url(url, **options)
+    backend: Backend = cls.from_url(url, **options)
     return backend

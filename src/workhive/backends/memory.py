@@ -1,6 +1,7 @@
 """In-process backend for testing *user* code: every capability, no durability.
 
-It is also the reference implementation of :mod:`workhive._backend`: short enough to read when
+It is also the reference implementation of :mod:`workhive.backend` (a transport and a
+coordination store in one): short enough to read when
 writing a new backend. State lives in this object, so producers and workers must share one
 process (and one :class:`MemoryBackend`); ``memory://name`` URLs resolve to a shared instance
 per name within the process.
@@ -12,22 +13,24 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from workhive._backend import (
+from workhive._envelope import Envelope, encode
+from workhive.backend import (
     Capability,
     DeadLetter,
     Delivery,
     EnqueueResult,
+    Features,
     QueueStats,
     Settlement,
     WorkerInfo,
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, encode
 
 _DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 
@@ -46,7 +49,7 @@ class MemoryBackend:
     """Everything in dicts and heaps guarded by one asyncio condition."""
 
     name = "memory"
-    capabilities = frozenset(Capability)
+    features = Features(frozenset(Capability), lease="timed")
 
     #: ``memory://name`` instances; bare ``memory://`` always builds a fresh one.
     _instances: dict[str, MemoryBackend] = {}
@@ -59,6 +62,7 @@ class MemoryBackend:
         self._dead: dict[str, DeadLetter] = {}
         self._idempotency: dict[str, tuple[str, float]] = {}
         self._unique: dict[str, str] = {}
+        self._claims: dict[str, tuple[str, float]] = {}  # key -> (holder, expires at)
         self._bindings: set[tuple[str, str]] = set()
         self._ticks: set[tuple[str, float]] = set()
         self._windows: dict[tuple[str, int], int] = {}
@@ -233,6 +237,25 @@ class MemoryBackend:
             return True, 0.0
         self._buckets[key] = (tokens, now)
         return False, (1.0 - tokens) / rate
+
+    # -- coordination for other transports -------------------------------------------
+
+    async def claim_key(self, key: str, holder: str, ttl: float | None) -> str:
+        now = time.time()
+        held = self._claims.get(key)
+        if held is not None and held[1] > now:
+            return held[0]
+        self._claims[key] = (holder, math.inf if ttl is None else now + ttl)
+        return holder
+
+    async def release_key(self, key: str, holder: str) -> None:
+        held = self._claims.get(key)
+        if held is not None and held[0] == holder:
+            del self._claims[key]
+
+    async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            self._dead.setdefault(letter.id, letter)
 
     # -- dead letters and inspection --------------------------------------------------
 

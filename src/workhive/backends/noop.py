@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from workhive._backend import Capability, Delivery, EnqueueResult, Settlement
 from workhive._envelope import Envelope
+from workhive.backend import Capability, Delivery, EnqueueResult, Features, Settlement
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 class NoopBackend:
     name = "noop"
     #: every producer-side capability: it accepts whatever an app sends, and runs no worker.
-    capabilities = frozenset(Capability) - {
-        Capability.QUEUE, Capability.INSPECT, Capability.DEAD_LETTER, Capability.LEASES
-    }
+    features = Features(frozenset(Capability) - {
+        Capability.QUEUE, Capability.INSPECT, Capability.DEAD_LETTER
+    }, lease="none")
 
     def __init__(self) -> None:
         self.accepted = 0

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import workhive
-from workhive._backend import topic_matches
+from workhive.backend import topic_matches
 from workhive.cli._common import CliError, console, run, set_verbose
 from workhive.cli._demo_report import DemoRun, print_declarations, print_summary
 from workhive.hive import Hive
@@ -115,7 +115,7 @@ async def _run(modules: dict[str, ModuleType], url: str, out: Console) -> DemoRu
                 demo.dropped_flag[name] = hive.disabled.get(name, "?")
         for event, payload in scenario.events():
             demo.published[event] += 1
-            demo.copies += await hive.publish(event, payload)
+            demo.copies += await hive.publish(event, payload) or 0
         out.print(f"Enqueued {sum(demo.enqueued.values())} task(s), dropped "
                   f"{sum(demo.dropped.values())} (feature flags off); published "
                   f"{sum(demo.published.values())} event(s) as {demo.copies} group copies")

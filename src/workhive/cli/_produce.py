@@ -97,7 +97,7 @@ def publish_command(
         raise CliError("EVENT must not be empty")
     hive = HiveSpec(app, backend, config).build()
 
-    async def go() -> int:
+    async def go() -> int | None:
         try:
             return await hive.publish(event, data)
         finally:
@@ -109,5 +109,7 @@ def publish_command(
     elif copies == 0:
         console().print(f"[yellow]Published {event}, but no subscriber group is bound to it: "
                         "nobody will receive it[/]")
+    elif copies is None:
+        console().print(f"Published {event} (the broker routes it to the bound groups)")
     else:
         console().print(f"Published {event} to {copies} group(s)")

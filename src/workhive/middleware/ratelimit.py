@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 from typing import Any, cast
 
-from workhive._backend import SupportsCounters
 from workhive._context import TaskContext
 from workhive._task import RateLimit, TaskOptions
+from workhive.backend import SupportsCounters
 from workhive.errors import Reject, Retry
 from workhive.middleware.base import CallNext, Middleware
 

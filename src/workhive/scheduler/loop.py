@@ -17,8 +17,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, cast
 
-from workhive._backend import SupportsCron
 from workhive._task import CronDef
+from workhive.backend import SupportsCron
 from workhive.errors import BackendError
 from workhive.scheduler.cron import next_tick
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from workhive._backend import Settlement, WorkerInfo
 from workhive._envelope import decode, encode, make_envelope
+from workhive.backend import Settlement, WorkerInfo
 from workhive.backends.postgres import PostgresBackend
 
 pytestmark = pytest.mark.postgres

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from workhive._backend import Settlement
 from workhive._envelope import decode, make_envelope
+from workhive.backend import Settlement
 from workhive.backends.postgres import PostgresBackend
 
 pytestmark = pytest.mark.postgres

@@ -9,15 +9,15 @@ from collections.abc import Callable
 import pytest
 
 from tests.backends.redis.conftest import FakeClock
-from workhive._backend import Capability, Settlement, WorkerInfo, event_queue
 from workhive._envelope import decode, make_envelope
+from workhive.backend import Capability, Settlement, WorkerInfo, event_queue
 from workhive.backends.redis import RedisBackend
 
 pytestmark = pytest.mark.redis
 
 
 def test_declares_every_capability() -> None:
-    assert RedisBackend.capabilities == frozenset(Capability)
+    assert RedisBackend.features.capabilities == frozenset(Capability)
 
 
 async def test_publish_fans_out_to_bound_groups(make: Callable[..., RedisBackend]) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.backends.redis.conftest import PrivateRedis
-from workhive._backend import Settlement
 from workhive._envelope import make_envelope
+from workhive.backend import Settlement
 from workhive.backends.redis import RedisBackend
 from workhive.errors import BackendUnavailable
 

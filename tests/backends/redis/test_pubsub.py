@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests._services import unique_name
-from workhive._backend import Settlement
 from workhive._envelope import decode, make_envelope
-from workhive.backends.redis_pubsub import RedisPubSubBackend
+from workhive.backend import Settlement
+from workhive.backends.redis.pubsub import RedisPubSubBackend
 from workhive.errors import CapabilityError
 
 pytestmark = pytest.mark.redis
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.redis
 LISTENER = r"""
 import asyncio, json, sys
 from workhive._envelope import decode
-from workhive.backends.redis_pubsub import RedisPubSubBackend
+from workhive.backends.redis.pubsub import RedisPubSubBackend
 
 async def main(url: str, prefix: str, want: int) -> None:
     backend = RedisPubSubBackend.from_url(url, prefix=prefix)
@@ -48,7 +48,7 @@ async def pubsub(redis_url: str) -> AsyncIterator[RedisPubSubBackend]:
 
 
 async def test_tasks_are_refused_with_a_pointer_to_redis(pubsub: RedisPubSubBackend) -> None:
-    assert pubsub.capabilities == frozenset()
+    assert pubsub.features.capabilities == frozenset()
     with pytest.raises(CapabilityError, match="'redis' backend"):
         await pubsub.enqueue([make_envelope("t", None)])
 

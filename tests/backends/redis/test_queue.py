@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.backends.redis.conftest import FakeClock
-from workhive._backend import Delivery, Settlement
 from workhive._envelope import AttemptRecord, decode, encode, make_envelope
+from workhive.backend import Delivery, Settlement
 from workhive.backends.redis import RedisBackend
 
 pytestmark = pytest.mark.redis

@@ -6,7 +6,7 @@ import pytest
 
 from workhive.backends import open_backend
 from workhive.backends.redis import RedisBackend, RedisSettings
-from workhive.backends.redis_pubsub import RedisPubSubBackend
+from workhive.backends.redis.pubsub import RedisPubSubBackend
 from workhive.errors import ConfigError
 
 

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workhive._backend import Settlement
 from workhive._envelope import AttemptRecord, decode, encode
+from workhive.backend import Settlement
 from workhive.backends.sqlite import SQLiteBackend
 
 

@@ -1,4 +1,4 @@
-"""The SQLite backend against the contract of workhive._backend (memory.py is the reference)."""
+"""The SQLite backend against the contract of workhive.backend (memory.py is the reference)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from workhive._backend import (
+from workhive._envelope import AttemptRecord, decode, encode, make_envelope
+from workhive.backend import (
     Backend,
     Capability,
     Delivery,
@@ -21,7 +22,6 @@ from workhive._backend import (
     SupportsInspect,
     WorkerInfo,
 )
-from workhive._envelope import AttemptRecord, decode, encode, make_envelope
 from workhive.backends.sqlite import SQLiteBackend
 from workhive.errors import BackendError
 
@@ -41,7 +41,7 @@ async def fetch(
 
 
 async def test_declares_every_capability(backend: SQLiteBackend) -> None:
-    assert backend.capabilities == frozenset(Capability)
+    assert backend.features.capabilities == frozenset(Capability)
     for proto in (Backend, SupportsEvents, SupportsCron, SupportsCounters, SupportsDeadLetters,
                   SupportsInspect):
         assert isinstance(backend, proto)

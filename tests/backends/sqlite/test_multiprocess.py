@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from workhive._backend import QueueStats
 from workhive._envelope import Envelope, make_envelope
+from workhive.backend import QueueStats
 from workhive.backends.sqlite import SQLiteBackend
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.integration]

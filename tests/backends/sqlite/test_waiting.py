@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from workhive._backend import Settlement
 from workhive._envelope import decode, make_envelope
-from workhive.backends._sqlite_store import Handoff, SQLiteStore
+from workhive.backend import Settlement
 from workhive.backends.sqlite import SQLiteBackend
+from workhive.backends.sqlite.store import Handoff, SQLiteStore
 
 pytestmark = pytest.mark.sqlite
 

@@ -22,7 +22,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from workhive._backend import (
+from workhive._envelope import Envelope, decode, encode, replay_copy
+from workhive.backend import (
     DeadLetter,
     Delivery,
     EnqueueResult,
@@ -30,15 +31,11 @@ from workhive._backend import (
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, decode, encode, replay_copy
-from workhive.backends import _sqlite_schema as schema
-from workhive.backends._sqlite_extras import StoreExtras
+from workhive.backends.sqlite import schema
+from workhive.backends.sqlite.extras import StoreExtras
 from workhive.errors import SerializationError
 
 logger = logging.getLogger(__name__)
-
-_HOUSEKEEP_EVERY = 600.0  # seconds between sweeps of expired idempotency keys, windows, ticks
-_TICK_RETENTION = 7 * 86_400.0
 
 _READY = (
     "SELECT seq, body FROM jobs WHERE queue = ? AND available_at <= ?"
@@ -102,8 +99,7 @@ class SQLiteStore(StoreExtras):
     ) -> list[EnqueueResult]:
         """Insert in order; keyed envelopes one by one (dedupe), runs of plain ones batched."""
         con = self.con
-        if now >= self._next_housekeeping:
-            self._housekeep(now)
+        self._housekeep(now)
         results: list[EnqueueResult] = []
         plain: list[Row] = []
         for env, row in zip(envelopes, rows, strict=True):
@@ -141,15 +137,6 @@ class SQLiteStore(StoreExtras):
             "SELECT id FROM jobs WHERE unique_key = ?", (env.unique_key,)
         ).fetchone()
         return EnqueueResult(holder[0], duplicate=True)
-
-    def _housekeep(self, now: float) -> None:
-        """Drop expired idempotency keys, rate windows and old cron ticks (inside a write)."""
-        self._next_housekeeping = now + _HOUSEKEEP_EVERY
-        con = self.con
-        con.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
-        con.execute("DELETE FROM windows WHERE expires_at <= ?", (now,))
-        con.execute("DELETE FROM ticks WHERE claimed_at <= ?", (now - _TICK_RETENTION,))
-        con.execute("DELETE FROM workers WHERE expires_at <= ?", (now - 86_400.0,))
 
     def claim(
         self, queues: Sequence[str], limit: int, lease: float, handoff: Handoff | None = None
@@ -285,6 +272,16 @@ class SQLiteStore(StoreExtras):
             (*params, limit, offset),
         ).fetchall()
         return [DeadLetter(*row) for row in rows]
+
+    def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        """Store letters a composite's transport dead-lettered; an id already kept stays as it
+        is (a crash between keep and ack keeps the same letter twice)."""
+        with self._tx() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO dead (id, queue, body, reason, failed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(d.id, d.queue, d.body, d.reason, d.failed_at) for d in letters],
+            )
 
     def replay_dead(self, ids: Sequence[str] | None, queue: str | None) -> int:
         """Re-enqueue dead letters as fresh envelopes (new id, attempt 0), like memory.py.

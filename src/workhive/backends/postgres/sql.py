@@ -1,6 +1,6 @@
 """Schema and every SQL statement of the Postgres backend, in one place.
 
-The layout mirrors the SQLite backend (``_sqlite_schema``): one ``available_at`` column per
+The layout mirrors the SQLite backend (``sqlite.schema``): one ``available_at`` column per
 message holds the eta of a new or retried row and the lease deadline of a leased one, so "ready"
 is ``available_at <= now`` and an expired lease is fetchable again without a reaper. A claim
 stamps a random non-zero ``token``; receipts are ``(seq, token)`` and every settle/extend
@@ -14,11 +14,15 @@ own skew... and never makes a message run early by more than that.
 
 Every statement is a template with ``{s}`` for the (validated, unquoted) schema name;
 :class:`Statements` formats them once per backend.
+
+Layout versions (``meta.schema_version``): every change so far only added tables, so opening an
+older schema runs the DDL (all ``IF NOT EXISTS``) and stamps the new version. Version 2 added
+``claims``.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 NOW = "extract(epoch FROM clock_timestamp())::float8"
 _T = f"t AS MATERIALIZED (SELECT {NOW} AS now)"
@@ -69,6 +73,11 @@ DDL = (
         queue text NOT NULL, processed bigint NOT NULL, failed bigint NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.workers (
         id text PRIMARY KEY, expires_at float8 NOT NULL, info bytea NOT NULL)""",
+    # keys a composite's transport cannot hold (its unique / idempotency keys): a table apart
+    # from idempotency and jobs.unique_key, so they never collide with this backend's own.
+    # expires_at NULL: held until released.
+    """CREATE TABLE IF NOT EXISTS {s}.claims (
+        key text PRIMARY KEY, holder text NOT NULL, expires_at float8)""",
     # Keyed enqueue (idempotency / unique keys) must look at each envelope in order, including
     # earlier ones of the same batch; a function keeps that one round trip per batch.
     """CREATE OR REPLACE FUNCTION {s}.enqueue_keyed(
@@ -121,7 +130,8 @@ DDL = (
 
 #: Every table holding data, for tests that empty a schema without dropping it.
 DATA_TABLES = (
-    "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers"
+    "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers",
+    "claims",
 )
 
 ENQUEUE = f"""
@@ -251,6 +261,33 @@ DEAD_FOR_REPLAY = (
 DEAD_DELETE_SEQS = "DELETE FROM {s}.dead WHERE seq = ANY($1::bigint[])"
 DEAD_PURGE = f"DELETE FROM {{s}}.dead WHERE {_DEAD_WHERE}"
 
+# (dead letters of a composite's transport) in the given order; an id already dead is kept
+KEEP_DEAD = """
+INSERT INTO {s}.dead (id, queue, body, reason, failed_at)
+SELECT i, q, b, r, f
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::float8[])
+    WITH ORDINALITY AS u(i, q, b, r, f, n)
+ORDER BY n
+ON CONFLICT (id) DO NOTHING
+"""
+
+# Insert, or take over a claim whose ttl ($3 s, NULL: none) ran out; returns the owner after
+# the statement. A live conflicting row is rewritten unchanged rather than skipped, so
+# RETURNING reports its holder even when that row committed after this statement's snapshot
+# (a DO NOTHING + SELECT could miss it, or see it released in between).
+CLAIM_KEY = f"""
+WITH {_T}
+INSERT INTO {{s}}.claims AS c (key, holder, expires_at)
+VALUES ($1, $2, (SELECT now FROM t) + $3::float8)
+ON CONFLICT (key) DO UPDATE SET
+    holder = CASE WHEN c.expires_at <= (SELECT now FROM t) THEN excluded.holder
+        ELSE c.holder END,
+    expires_at = CASE WHEN c.expires_at <= (SELECT now FROM t) THEN excluded.expires_at
+        ELSE c.expires_at END
+RETURNING holder
+"""
+RELEASE_KEY = "DELETE FROM {s}.claims WHERE key = $1 AND holder = $2"
+
 STATS_JOBS = f"""
 SELECT queue,
     count(*) FILTER (WHERE available_at <= t.now),
@@ -271,6 +308,7 @@ FORGET_WORKER = "DELETE FROM {s}.workers WHERE id = $1"
 # Run by at most one client at a time (pg_try_advisory_xact_lock), every few minutes.
 HOUSEKEEPING = (
     f"DELETE FROM {{s}}.idempotency WHERE expires_at <= {NOW}",
+    f"DELETE FROM {{s}}.claims WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.windows WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.ticks WHERE claimed_at <= {NOW} - 7 * 86400",
     f"DELETE FROM {{s}}.workers WHERE expires_at <= {NOW} - 86400",
@@ -306,6 +344,9 @@ class Statements:
     dead_for_replay: str
     dead_delete_seqs: str
     dead_purge: str
+    keep_dead: str
+    claim_key: str
+    release_key: str
     stats_jobs: str
     stats_dead: str
     stats_totals: str
@@ -319,6 +360,6 @@ class Statements:
 _NAMES = (
     "ENQUEUE", "ENQUEUE_KEYED", "CLAIM", "NEXT_DUE", "RELEASE", "EXTEND", "SETTLE", "BINDINGS",
     "BIND", "CLAIM_TICK", "HIT_WINDOW", "TAKE_TOKEN", "DEAD_LIST", "DEAD_FOR_REPLAY",
-    "DEAD_DELETE_SEQS", "DEAD_PURGE", "STATS_JOBS", "STATS_DEAD", "STATS_TOTALS", "HEARTBEAT",
-    "WORKERS", "FORGET_WORKER",
+    "DEAD_DELETE_SEQS", "DEAD_PURGE", "KEEP_DEAD", "CLAIM_KEY", "RELEASE_KEY", "STATS_JOBS",
+    "STATS_DEAD", "STATS_TOTALS", "HEARTBEAT", "WORKERS", "FORGET_WORKER",
 )

@@ -3,7 +3,7 @@
 Why it looks like this: Redis is the broker most of the seeds ran in production, and the
 throughput target (20k no-op tasks/s from one worker process) leaves no room for a round trip
 per message. So every state change is one Lua script per *batch* (see
-:mod:`workhive.backends._redis_lua` for the key layout): ``fetch`` promotes due and expired
+:mod:`workhive.backends.redis.lua` for the key layout): ``fetch`` promotes due and expired
 messages, pops by priority, leases and returns bodies in one call; ``settle`` applies a whole
 batch of ack/retry/dead/release in one call; ``enqueue`` stores a batch in one call.
 
@@ -29,19 +29,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workhive._backend import (
+from workhive._envelope import Envelope, encode
+from workhive.backend import (
     Capability,
     Delivery,
     EnqueueResult,
+    Features,
     Settlement,
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, encode
-from workhive.backends import _redis_lua as lua
-from workhive.backends._redis_admin import RedisAdmin
-from workhive.backends._redis_base import Script
-from workhive.backends._redis_settings import RedisSettings
+from workhive.backends.redis import lua
+from workhive.backends.redis.admin import RedisAdmin
+from workhive.backends.redis.base import Script
+from workhive.backends.redis.coordination import RedisCoordination
+from workhive.backends.redis.settings import RedisSettings
 
 __all__ = ["RedisBackend", "RedisSettings"]
 
@@ -63,15 +65,15 @@ _TICK_TTL = 8 * 86_400  # cron claims are remembered for 8 days
 _ACTION_CODES = {"ack": "a", "retry": "r", "dead": "d", "release": "l"}
 
 
-class RedisBackend(RedisAdmin):
-    """Durable backend on one Redis; every capability of :mod:`workhive._backend`.
+class RedisBackend(RedisAdmin, RedisCoordination):
+    """Durable backend on one Redis; every capability of :mod:`workhive.backend`.
 
     Build it with :meth:`from_url` (``redis://``, ``rediss://``, ``unix://``). One instance may
     be shared by many coroutines; it holds a redis-py connection pool.
     """
 
     name = "redis"
-    capabilities = frozenset(Capability)
+    features = Features(frozenset(Capability), lease="timed")
 
     def __init__(
         self, settings: RedisSettings, *, clock: Callable[[], float] | None = None

@@ -6,7 +6,7 @@ Scripts run atomically in Redis, so each call below is one atomic step for its w
 
 Key layout (``P`` = the settings prefix, ``Q`` = a queue name)::
 
-    P:queues          set   every queue ever enqueued to (for stats)
+    P:queues          set   every queue ever enqueued to or given a kept dead letter (stats)
     P:seq             int   lease-token counter (one INCR per fetch)
     P:q:Q:body        hash  id -> envelope bytes (per queue: event copies share their id)
     P:q:Q:meta        hash  id -> "prio" or "prio|unique_key" (absent means priority 0)
@@ -22,6 +22,7 @@ Key layout (``P`` = the settings prefix, ``Q`` = a queue name)::
     P:dead:idx        zset  id -> failed_at (all dead letters, oldest first)
     P:idem:<key>      str   id, SET NX EX idempotency_ttl
     P:uniq:<key>      str   id of the pending holder, deleted on ack / dead
+    P:claim:<key>     str   holder of a composite's key claim, SET NX PX (see coordination)
     P:bindings        hash  "pattern\\ngroup" -> 1;  P:bind:ver int, bumped on every new binding
 
 A lease member carries a fresh token per fetch, so a settle or extend from a worker whose lease

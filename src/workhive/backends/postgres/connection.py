@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from workhive.backends._postgres_settings import UNREACHABLE, PostgresSettings
-from workhive.backends._postgres_sql import SCHEMA_VERSION, Statements
+from workhive.backends.postgres.settings import UNREACHABLE, PostgresSettings
+from workhive.backends.postgres.sql import SCHEMA_VERSION, Statements
 from workhive.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,9 @@ class PostgresConnection:
                         f"postgres schema {schema!r} has layout version {version}, newer than "
                         f"this workhive understands ({SCHEMA_VERSION}); upgrade workhive"
                     )
+                elif int(version) < SCHEMA_VERSION:  # the DDL above added what it lacked
+                    await con.execute(f"UPDATE {schema}.meta SET value = $1"
+                                      " WHERE key = 'schema_version'", str(SCHEMA_VERSION))
 
     async def close(self) -> None:
         """Close the listener and the pool; leased messages stay leased until they expire."""

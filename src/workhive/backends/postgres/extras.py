@@ -1,4 +1,5 @@
-"""The smaller capabilities of the Postgres backend: events, cron, counters, DLQ, inspection.
+"""The smaller capabilities of the Postgres backend: events, cron, counters, DLQ, inspection,
+and the key claims and dead letters a composite's transport (RabbitMQ) keeps here.
 
 Split from :mod:`workhive.backends.postgres` to keep modules short. Same rules: one statement
 (one round trip) per call where SQL can express it, times from the database clock, driver errors
@@ -14,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from workhive._backend import (
+from workhive._envelope import Envelope, decode, replay_copy
+from workhive.backend import (
     DeadLetter,
     EnqueueResult,
     QueueStats,
@@ -22,9 +24,8 @@ from workhive._backend import (
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, decode, replay_copy
-from workhive.backends._postgres_settings import PostgresSettings
-from workhive.backends._postgres_sql import Statements
+from workhive.backends.postgres.settings import PostgresSettings
+from workhive.backends.postgres.sql import Statements
 from workhive.errors import SerializationError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ class PostgresExtras:
 
     def _notify_local(self) -> None:
         """Wake this process's idle fetches; provided by the backend."""
+        raise NotImplementedError
+
+    async def _housekeep(self) -> None:
+        """Sweep expired keys, claims, windows and ticks now and then; provided by the backend.
+        Called from the coordination writes too, so a store used only for coordination (a
+        composite's) is swept as well as one that enqueues."""
         raise NotImplementedError
 
     # -- events, cron, counters ------------------------------------------------------------
@@ -76,7 +83,9 @@ class PostgresExtras:
     async def claim_tick(self, job: str, tick: float) -> bool:
         """True for exactly one caller per ``(job, tick)``: the one whose INSERT went in."""
         async with self._conn("claim_tick") as con:
-            return await con.fetchval(self._sql.claim_tick, job, float(tick)) is not None
+            won = await con.fetchval(self._sql.claim_tick, job, float(tick)) is not None
+        await self._housekeep()
+        return won
 
     async def hit_window(self, key: str, period: float, limit: int) -> tuple[bool, float]:
         """Fixed window on the database clock; ``retry_after`` is the time to its end."""
@@ -84,6 +93,7 @@ class PostgresExtras:
             allowed, retry_after = await con.fetchrow(
                 self._sql.hit_window, key, float(period), int(limit)
             )
+        await self._housekeep()
         return (True, 0.0) if allowed else (False, max(float(retry_after), 0.0))
 
     async def take_token(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
@@ -135,6 +145,30 @@ class PostgresExtras:
         async with self._conn("purge_dead") as con:
             status = await con.execute(self._sql.dead_purge, id_list, queue)
         return int(status.split()[-1])
+
+    # -- coordination for a composite's transport ------------------------------------------
+
+    async def claim_key(self, key: str, holder: str, ttl: float | None) -> str:
+        """Own ``key`` unless a live claim holds it (database clock); the owner."""
+        async with self._conn("claim_key") as con:
+            owner = await con.fetchval(self._sql.claim_key, key, holder,
+                                       None if ttl is None else float(ttl))
+        await self._housekeep()
+        return str(owner)
+
+    async def release_key(self, key: str, holder: str) -> None:
+        async with self._conn("release_key") as con:
+            await con.execute(self._sql.release_key, key, holder)
+
+    async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        """Store a transport's dead letters beside this backend's own, in order; an id already
+        dead stays as it is (a crash between keep and ack keeps the same letter twice)."""
+        if not letters:
+            return
+        async with self._conn("keep_dead") as con:
+            await con.execute(self._sql.keep_dead, [d.id for d in letters],
+                              [d.queue for d in letters], [d.body for d in letters],
+                              [d.reason for d in letters], [float(d.failed_at) for d in letters])
 
     # -- inspection ------------------------------------------------------------------------
 

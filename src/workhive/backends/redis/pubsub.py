@@ -10,12 +10,12 @@ wire behaviour. Why it is *not* the default for events: Redis pub/sub is fire-an
 * **No tasks.** ``enqueue`` raises :class:`~workhive.errors.CapabilityError` pointing to the
   durable ``redis`` backend, which gives groups their own queue, retries and a DLQ.
 
-It therefore declares no capability (:attr:`capabilities` is empty: ``EVENTS`` means *durable*
+It therefore declares no capability (:attr:`features` lists none: ``EVENTS`` means *durable*
 fan-out). ``publish``/``bind``/``fetch`` work; ``settle`` and ``extend`` are no-ops.
 
 Channels are ``<prefix>:ev:<event name>``. One ``PSUBSCRIBE <prefix>:ev:*`` per process
 receives everything under the prefix and matches bindings locally with
-:func:`~workhive._backend.topic_matches`, so glob semantics equal the durable backends' and one
+:func:`~workhive.backend.topic_matches`, so glob semantics equal the durable backends' and one
 event matching two patterns of a group is still delivered once to that group.
 """
 
@@ -30,18 +30,18 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from workhive._backend import (
-    Capability,
+from workhive._envelope import Envelope, decode, encode
+from workhive.backend import (
     Delivery,
     EnqueueResult,
+    Features,
     Settlement,
     event_queue,
     fan_out,
     topic_matches,
 )
-from workhive._envelope import Envelope, decode, encode
-from workhive.backends._redis_base import RedisBase
-from workhive.backends._redis_settings import UNREACHABLE, RedisSettings
+from workhive.backends.redis.base import RedisBase
+from workhive.backends.redis.settings import UNREACHABLE, RedisSettings
 from workhive.errors import CapabilityError, SerializationError
 
 __all__ = ["RedisPubSubBackend"]
@@ -55,7 +55,7 @@ class RedisPubSubBackend(RedisBase):
     """Events over Redis pub/sub: at-most-once, every listening process gets every event."""
 
     name = "redis-pubsub"
-    capabilities: frozenset[Capability] = frozenset()
+    features = Features(frozenset(), lease="none")
 
     def __init__(self, settings: RedisSettings) -> None:
         super().__init__(settings)

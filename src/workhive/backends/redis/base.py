@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from workhive.backends._redis_settings import UNREACHABLE, RedisSettings
+from workhive.backends.redis.settings import UNREACHABLE, RedisSettings
 from workhive.errors import BackendError
 
 logger = logging.getLogger(__name__)

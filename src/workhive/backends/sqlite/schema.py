@@ -7,7 +7,9 @@ fetchable again with no reaper, and one index ``(queue, priority DESC, available
 every fetch in order without a sort.
 
 Migrations: ``meta.schema_version`` records the layout; :func:`ensure_schema` creates missing
-tables idempotently and refuses a file written by a newer layout.
+tables idempotently, stamps an older file with the current version (every change so far only
+added tables, so old files open unchanged otherwise) and refuses a file written by a newer layout.
+Version 2 added ``claims``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from workhive.errors import BackendError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -63,11 +65,17 @@ _DDL = (
         queue TEXT PRIMARY KEY, processed INTEGER NOT NULL, failed INTEGER NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS workers (
         id TEXT PRIMARY KEY, expires_at REAL NOT NULL, info BLOB NOT NULL)""",
+    # Keys a composite's transport cannot hold (unique/idempotency keys of RabbitMQ messages).
+    # Apart from ``idempotency`` and ``jobs.unique_key`` so they never collide with this
+    # backend's own keys. expires_at NULL: held until released.
+    """CREATE TABLE IF NOT EXISTS claims (
+        key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL)""",
 )
 
 #: Every table holding data; ``wipe`` empties them all (meta keeps the schema version).
 DATA_TABLES = (
-    "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers"
+    "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers",
+    "claims",
 )
 
 
@@ -141,6 +149,11 @@ def ensure_schema(con: sqlite3.Connection, path: str) -> None:
                 raise ConfigError(
                     f"sqlite database {path!r} has schema version {row[0]}, newer than this "
                     f"workhive understands ({SCHEMA_VERSION}); upgrade workhive"
+                )
+            elif int(row[0]) < SCHEMA_VERSION:  # the DDL above just added what it lacked
+                con.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    (str(SCHEMA_VERSION),),
                 )
             con.execute("COMMIT")
         except BaseException:

@@ -11,10 +11,10 @@ from typing import Any
 
 import msgspec
 
-from workhive._backend import DeadLetter, QueueStats, WorkerInfo
 from workhive._envelope import decode, encode, replay_copy
-from workhive.backends import _redis_lua as lua
-from workhive.backends._redis_base import RedisBase, Script
+from workhive.backend import DeadLetter, QueueStats, WorkerInfo
+from workhive.backends.redis import lua
+from workhive.backends.redis.base import RedisBase, Script
 
 _DEAD_LIST = Script(lua.DEAD_LIST)
 _REPLAY = Script(lua.REPLAY)

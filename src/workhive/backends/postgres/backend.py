@@ -9,7 +9,7 @@ Claims: one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURN
 same row and never wait on each other's rows. Settle, enqueue and extend are one statement per
 batch (arrays through ``unnest``).
 
-Clock: the database's (see :mod:`workhive.backends._postgres_sql`). Lease deadlines, windows,
+Clock: the database's (see :mod:`workhive.backends.postgres.sql`). Lease deadlines, windows,
 heartbeats and "now" in a claim all come from ``clock_timestamp()`` in SQL; an envelope's eta is
 sent as a delay relative to the client's clock and added to the database clock.
 
@@ -31,11 +31,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from workhive._backend import Capability, Delivery, EnqueueResult, Settlement
 from workhive._envelope import Envelope, encode
-from workhive.backends._postgres_connection import PostgresConnection
-from workhive.backends._postgres_extras import PostgresExtras
-from workhive.backends._postgres_settings import PostgresSettings
+from workhive.backend import Capability, Delivery, EnqueueResult, Features, Settlement
+from workhive.backends.postgres.connection import PostgresConnection
+from workhive.backends.postgres.extras import PostgresExtras
+from workhive.backends.postgres.settings import PostgresSettings
 
 __all__ = ["PostgresBackend", "PostgresSettings"]
 
@@ -55,7 +55,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras):
     """
 
     name = "postgres"
-    capabilities = frozenset(Capability)
+    features = Features(frozenset(Capability), lease="timed")
 
     def __init__(self, settings: PostgresSettings) -> None:
         super().__init__(settings)
@@ -213,7 +213,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras):
                               [d.receipt[1] for d in deliveries], float(lease))
 
     async def _housekeep(self) -> None:
-        """Every few minutes per client: drop expired keys/windows/ticks, compact totals.
+        """Every few minutes per client: drop expired keys/claims/windows/ticks, compact totals.
 
         Only one client at a time does it (try-lock); failures are logged, never raised, since
         the caller's own write already succeeded.

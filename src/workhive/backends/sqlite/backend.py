@@ -6,7 +6,7 @@ arguments: ``busy_timeout``, ``max_poll_interval``, ``idempotency_ttl``).
 Threading: every blocking sqlite3 call runs on one dedicated thread per backend, which owns the
 connection; the event loop only awaits it. Concurrency across processes comes from SQLite
 itself: WAL mode lets readers run beside the one writer, and each claim is a ``BEGIN
-IMMEDIATE`` transaction, so two workers never lease the same message (see ``_sqlite_store``).
+IMMEDIATE`` transaction, so two workers never lease the same message (see ``store``).
 
 Waiting: an idle ``fetch`` does not re-run its claim in a loop. It polls ``PRAGMA
 data_version`` (which changes when any other connection commits) with a sleep growing from
@@ -18,29 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import parse_qsl, unquote
 
-from workhive._backend import (
+from workhive._envelope import Envelope
+from workhive.backend import (
     Capability,
     DeadLetter,
     Delivery,
     EnqueueResult,
+    Features,
     QueueStats,
     Settlement,
     WorkerInfo,
 )
-from workhive._envelope import Envelope
-from workhive.backends import _sqlite_schema as schema
-from workhive.backends._sqlite_store import Handoff, SQLiteStore
-from workhive.errors import BackendError, ConfigError
+from workhive.backends.sqlite import schema
+from workhive.backends.sqlite.settings import MIN_POLL, SQLiteSettings
+from workhive.backends.sqlite.store import Handoff, SQLiteStore
+from workhive.errors import BackendError
 
 __all__ = ["SQLiteBackend", "SQLiteSettings"]
 
@@ -49,83 +48,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 P = ParamSpec("P")
 
-_MIN_POLL = 0.001
 _STAT_POLL = 0.004  # longest sleep between file-mark checks while idle
-
-
-@dataclass(frozen=True, slots=True)
-class SQLiteSettings:
-    """Where the database file lives and how patiently to share it.
-
-    ``busy_timeout``: seconds a write waits for another process's transaction before failing
-    with :class:`BackendError`. ``max_poll_interval``: the longest an idle fetch sleeps between
-    checks for other processes' commits (bounds cross-process pickup latency).
-    ``idempotency_ttl``: how long an idempotency key dedupes enqueues.
-    """
-
-    path: str
-    busy_timeout: float = 5.0
-    max_poll_interval: float = 0.02
-    idempotency_ttl: float = 86_400.0
-
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("sqlite backend needs a file path: sqlite:///workhive.db")
-        if self.path == ":memory:" or self.path.startswith("file::memory:"):
-            raise ConfigError(
-                "sqlite backend needs a file shared by workers, not ':memory:'; "
-                "use memory:// for an in-process backend"
-            )
-        for name in ("busy_timeout", "max_poll_interval", "idempotency_ttl"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"sqlite option {name} must be a number, got {value!r}")
-            if not 0 < value < math.inf:
-                raise ConfigError(f"sqlite option {name} must be positive, got {value}")
-        if self.max_poll_interval < _MIN_POLL:
-            raise ConfigError(
-                f"sqlite option max_poll_interval must be at least {_MIN_POLL}, "
-                f"got {self.max_poll_interval}"
-            )
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> SQLiteSettings:
-        """Parse ``sqlite:///relative.db`` / ``sqlite:////abs/path.db`` plus options.
-
-        Query parameters and keyword ``options`` name the same fields; keywords win. Unknown
-        names and values that are not numbers raise :class:`ConfigError`.
-        """
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.lower() != "sqlite":
-            raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
-        rest, _, query = rest.partition("?")
-        if rest in ("", "/"):
-            raise ConfigError(f"sqlite URL {url!r} needs a file path: sqlite:///workhive.db")
-        if not rest.startswith("/"):
-            raise ConfigError(
-                f"sqlite URL {url!r} has a host part; use sqlite:///relative.db "
-                "or sqlite:////absolute/path.db"
-            )
-        merged: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
-        merged.update(options)
-        known = {f.name for f in fields(cls)} - {"path"}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown sqlite option(s) {', '.join(unknown)} in {url!r}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        values: dict[str, float] = {}
-        for key, raw in merged.items():
-            if isinstance(raw, str):
-                try:
-                    values[key] = float(raw)
-                except ValueError:
-                    msg = f"sqlite option {key} must be a number, got {raw!r}"
-                    raise ConfigError(msg) from None
-            else:
-                values[key] = raw
-        return cls(path=unquote(rest[1:]), **values)
 
 
 class SQLiteBackend:
@@ -136,7 +59,7 @@ class SQLiteBackend:
     """
 
     name = "sqlite"
-    capabilities = frozenset(Capability)
+    features = Features(frozenset(Capability), lease="timed")
 
     def __init__(self, settings: SQLiteSettings, *, clock: Callable[[], float] = time.time):
         self.settings = settings
@@ -324,7 +247,7 @@ class SQLiteBackend:
         Wakes on a local commit (``woken``), on another connection's commit (file marks, then
         ``data_version``), or at ``next_due`` (an eta or lease deadline becoming due).
         """
-        delay = _MIN_POLL
+        delay = MIN_POLL
         max_poll = self.settings.max_poll_interval
         checked = time.monotonic()
         waiter = asyncio.ensure_future(woken.wait())
@@ -405,6 +328,22 @@ class SQLiteBackend:
 
     async def stats(self) -> list[QueueStats]:
         return await self._call(SQLiteStore.stats)
+
+    # -- coordination for a composite's transport -----------------------------------------
+
+    async def claim_key(self, key: str, holder: str, ttl: float | None) -> str:
+        """Own ``key`` unless a live claim holds it; the owner (see :class:`Coordination`)."""
+        return await self._call(SQLiteStore.claim_key, key, holder, ttl)
+
+    async def release_key(self, key: str, holder: str) -> None:
+        await self._call(SQLiteStore.release_key, key, holder)
+
+    async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        """Store a transport's dead letters here, where :meth:`dead_letters` and
+        :meth:`purge_dead` see them (``replay_dead`` would move them into *this* backend's
+        queues; a composite replays onto its transport itself)."""
+        if letters:
+            await self._call(SQLiteStore.keep_dead, letters)
 
     async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
         await self._call(SQLiteStore.heartbeat, info, ttl)

@@ -1,6 +1,7 @@
-"""The smaller capabilities of the SQLite store: cron ticks, rate-limit counters, inspection.
+"""The smaller capabilities of the SQLite store: cron ticks, rate-limit counters, inspection,
+and the key claims a composite's transport (RabbitMQ) keeps here.
 
-Split from ``_sqlite_store`` to keep modules short; same rules apply: called only from the
+Split from ``store`` to keep modules short; same rules apply: called only from the
 backend's single store thread, every write one ``BEGIN IMMEDIATE`` transaction, times from the
 injected wall clock (shared across processes, unlike ``time.monotonic``).
 """
@@ -13,7 +14,10 @@ from contextlib import contextmanager
 
 import msgspec
 
-from workhive._backend import QueueStats, WorkerInfo
+from workhive.backend import QueueStats, WorkerInfo
+
+_HOUSEKEEP_EVERY = 600.0  # seconds between sweeps of expired keys, claims, windows, ticks
+_TICK_RETENTION = 7 * 86_400.0
 
 
 class StoreExtras:
@@ -39,12 +43,53 @@ class StoreExtras:
             raise
         con.execute("COMMIT")
 
+    def _housekeep(self, now: float) -> None:
+        """Every few minutes, inside a write: drop expired idempotency keys, claims, rate
+        windows, old cron ticks and long-dead workers. Run from enqueues and from the
+        coordination writes, so a store used only for coordination (a composite's) is swept
+        too."""
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + _HOUSEKEEP_EVERY
+        con = self.con
+        con.execute("DELETE FROM idempotency WHERE expires_at <= ?", (now,))
+        con.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
+        con.execute("DELETE FROM windows WHERE expires_at <= ?", (now,))
+        con.execute("DELETE FROM ticks WHERE claimed_at <= ?", (now - _TICK_RETENTION,))
+        con.execute("DELETE FROM workers WHERE expires_at <= ?", (now - 86_400.0,))
+
     def claim_tick(self, job: str, tick: float) -> bool:
         with self._tx() as con:
+            self._housekeep(self.clock())
             return con.execute(
                 "INSERT OR IGNORE INTO ticks (job, tick, claimed_at) VALUES (?, ?, ?)",
                 (job, tick, self.clock()),
             ).rowcount == 1
+
+    def claim_key(self, key: str, holder: str, ttl: float | None) -> str:
+        """One upsert: insert, or take the row over only when its ttl ran out; the owner.
+
+        The write transaction makes "is it free, then take it" atomic across processes; a
+        holder re-claiming its own live key keeps it as it was (same as the memory backend).
+        """
+        now = self.clock()
+        with self._tx() as con:
+            self._housekeep(now)
+            row = con.execute(
+                "INSERT INTO claims (key, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET holder = excluded.holder,"
+                " expires_at = excluded.expires_at WHERE claims.expires_at <= ?"
+                " RETURNING holder",
+                (key, holder, None if ttl is None else now + ttl, now),
+            ).fetchone()
+            if row is not None:
+                return holder
+            owner = con.execute("SELECT holder FROM claims WHERE key = ?", (key,)).fetchone()
+        return str(owner[0])
+
+    def release_key(self, key: str, holder: str) -> None:
+        with self._tx() as con:
+            con.execute("DELETE FROM claims WHERE key = ? AND holder = ?", (key, holder))
 
     def hit_window(self, key: str, period: float, limit: int) -> tuple[bool, float]:
         now = self.clock()
@@ -53,6 +98,7 @@ class StoreExtras:
         if limit <= 0:
             return False, retry_after
         with self._tx() as con:
+            self._housekeep(now)
             row = con.execute(
                 "INSERT INTO windows (key, win, hits, expires_at) VALUES (?, ?, 1, ?)"
                 " ON CONFLICT (key, win) DO UPDATE SET hits = hits + 1 WHERE hits < ?"

@@ -1,0 +1,93 @@
+"""Settings of the SQLite backend: where the file lives and how patiently to share it.
+
+Kept apart from :mod:`workhive.backends.sqlite.backend` (as the redis and postgres backends keep
+theirs) so URL parsing and validation read on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from workhive.errors import ConfigError
+
+__all__ = ["MIN_POLL", "SQLiteSettings"]
+
+MIN_POLL = 0.001  # shortest sleep of an idle fetch, and the floor of max_poll_interval
+
+
+@dataclass(frozen=True, slots=True)
+class SQLiteSettings:
+    """Where the database file lives and how patiently to share it.
+
+    ``busy_timeout``: seconds a write waits for another process's transaction before failing
+    with :class:`BackendError`. ``max_poll_interval``: the longest an idle fetch sleeps between
+    checks for other processes' commits (bounds cross-process pickup latency).
+    ``idempotency_ttl``: how long an idempotency key dedupes enqueues.
+    """
+
+    path: str
+    busy_timeout: float = 5.0
+    max_poll_interval: float = 0.02
+    idempotency_ttl: float = 86_400.0
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ConfigError("sqlite backend needs a file path: sqlite:///workhive.db")
+        if self.path == ":memory:" or self.path.startswith("file::memory:"):
+            raise ConfigError(
+                "sqlite backend needs a file shared by workers, not ':memory:'; "
+                "use memory:// for an in-process backend"
+            )
+        for name in ("busy_timeout", "max_poll_interval", "idempotency_ttl"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"sqlite option {name} must be a number, got {value!r}")
+            if not 0 < value < math.inf:
+                raise ConfigError(f"sqlite option {name} must be positive, got {value}")
+        if self.max_poll_interval < MIN_POLL:
+            raise ConfigError(
+                f"sqlite option max_poll_interval must be at least {MIN_POLL}, "
+                f"got {self.max_poll_interval}"
+            )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteSettings:
+        """Parse ``sqlite:///relative.db`` / ``sqlite:////abs/path.db`` plus options.
+
+        Query parameters and keyword ``options`` name the same fields; keywords win. Unknown
+        names and values that are not numbers raise :class:`ConfigError`.
+        """
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() != "sqlite":
+            raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+        rest, _, query = rest.partition("?")
+        if rest in ("", "/"):
+            raise ConfigError(f"sqlite URL {url!r} needs a file path: sqlite:///workhive.db")
+        if not rest.startswith("/"):
+            raise ConfigError(
+                f"sqlite URL {url!r} has a host part; use sqlite:///relative.db "
+                "or sqlite:////absolute/path.db"
+            )
+        merged: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+        merged.update(options)
+        known = {f.name for f in fields(cls)} - {"path"}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown sqlite option(s) {', '.join(unknown)} in {url!r}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        values: dict[str, float] = {}
+        for key, raw in merged.items():
+            if isinstance(raw, str):
+                try:
+                    values[key] = float(raw)
+                except ValueError:
+                    msg = f"sqlite option {key} must be a number, got {raw!r}"
+                    raise ConfigError(msg) from None
+            else:
+                values[key] = raw
+        return cls(path=unquote(rest[1:]), **values)

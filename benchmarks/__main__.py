@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--backend sqlite|redis|all] [--n N] [--json]``.
+"""``python -m benchmarks [--backend sqlite|redis|postgres|rabbitmq|nats|kafka|all] [--n N]
+[--json]``.
 
 For each backend: enqueue rate (batches of 1,000 through ``Hive.enqueue_many``), drain rate of
 no-op tasks by ONE worker process from a pre-filled queue, enqueue-to-start latency p50/p99 at a
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -82,7 +84,7 @@ def _latency(url: str, prefix: str | None, tmp: Path) -> tuple[float, float]:
 
 
 def run_backend(name: str, n: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmpdir:
+    with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
         prefix: str | None = None
         if name == "sqlite":
@@ -103,6 +105,29 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
                                   "postgresql://postgres@127.0.0.1:5432/test")
             url = f"{base}?schema=bench_{uuid.uuid4().hex[:8]}"
             raw = raw_postgres(base, n)
+        elif name == "rabbitmq":
+            from benchmarks.raw_rabbitmq import raw_drain_per_s as raw_rabbitmq
+
+            url = os.environ.get("WORKHIVE_TEST_RABBITMQ_URL",
+                                 "amqp://guest:guest@127.0.0.1:5672/")
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"  # the exchange option: names every queue
+            raw = raw_rabbitmq(url, n)
+        elif name == "nats":
+            from benchmarks.raw_nats import raw_drain_per_s as raw_nats
+
+            url = os.environ.get("WORKHIVE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+            prefix = f"BENCH_{uuid.uuid4().hex[:8]}"  # the stream option
+            raw = raw_nats(url, n)
+        elif name == "kafka":
+            from tests.backends.kafka.tansu import start_tansu, stop_tansu
+
+            from benchmarks.raw_kafka import raw_drain_per_s as raw_kafka
+
+            broker = start_tansu()  # a private in-memory Kafka-API broker for this run
+            stack.callback(stop_tansu, broker)
+            url = broker.url + "?session_timeout=1"
+            prefix = f"bench-{uuid.uuid4().hex[:8]}"  # the topic option
+            raw = raw_kafka(broker.url, n)
         else:
             raise SystemExit(f"unknown backend {name!r}")
         try:
@@ -110,7 +135,7 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             drained = _worker("drain", url, prefix, {}, "--n", str(n))
             p50, p99 = _latency(url, prefix, tmp)
         finally:
-            if prefix or name == "postgres":
+            if (prefix or name == "postgres") and name != "kafka":
                 asyncio.run(_wipe(url, prefix))
     return {
         "backend": name,
@@ -127,7 +152,8 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--backend", default="all", help="sqlite, redis, postgres or all")
+    parser.add_argument("--backend", default="all",
+                        help="sqlite, redis, postgres, rabbitmq, nats, kafka or all")
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--commandlog", action="store_true")
@@ -137,7 +163,8 @@ def main() -> None:
 
         results = commandlog.run()
     else:
-        names = (["sqlite", "redis", "postgres"] if args.backend == "all"
+        names = (["sqlite", "redis", "postgres", "rabbitmq", "nats", "kafka"]
+                 if args.backend == "all"
                  else args.backend.split(","))
         results = [run_backend(name, args.n) for name in names]
     for result in results:

@@ -28,7 +28,12 @@ async def probe(p: Any, ctx: TaskContext) -> None:
 def make_hive(url: str, prefix: str | None = None) -> Hive:
     from workhive.backends import open_backend
 
-    options = {"prefix": prefix} if prefix else {}
+    # the isolating name prefix: ``exchange`` (RabbitMQ), ``stream`` (NATS), ``topic`` (Kafka),
+    # ``prefix`` (Redis)
+    key = ("exchange" if url.startswith(("amqp://", "amqps://"))
+           else "stream" if url.startswith(("nats://", "tls://"))
+           else "topic" if url.startswith(("kafka://", "redpanda://")) else "prefix")
+    options = {key: prefix} if prefix else {}
     hive = Hive(open_backend(url, **options))
     hive.include(bench)
     return hive

@@ -18,7 +18,13 @@ DEFAULTS = {
     "redis": "redis://127.0.0.1:6379/0",
     "postgres": "postgresql://postgres@127.0.0.1:5432/test",
     "rabbitmq": "amqp://guest:guest@127.0.0.1:5672/",
+    "nats": "nats://127.0.0.1:4222",
 }
+
+
+#: every RabbitMQ name a test makes outside a private vhost starts with this; unique per test
+#: session, so the session-end clean-up (tests/conftest.py) never touches another run's queues
+RABBIT_PREFIX = f"whtest{uuid.uuid4().hex[:6]}"
 
 
 def in_ci() -> bool:

@@ -3,6 +3,12 @@
 The public API is what ``__all__`` lists; everything in ``_private`` modules may change.
 """
 
+# first, before the slow imports below: a `workhive worker` process must not die of a SIGTERM
+# that arrives while it starts (importing it installs a recorder there; a no-op elsewhere)
+from workhive import _startup_signals  # noqa: F401
+
+# isort: split
+
 from workhive._context import TaskContext
 from workhive._envelope import AttemptRecord, Envelope
 from workhive._task import RateLimit

@@ -66,15 +66,29 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
         )
 
 
+class _ExtensionRefused(Exception):
+    """Internal: the body holds a MessagePack extension type (see :func:`_refuse_ext`)."""
+
+
+def _refuse_ext(code: int, data: memoryview) -> Any:
+    """Workhive never writes extension types; one in a body was crafted or corrupted.
+
+    Without this hook msgspec hands back an ``Ext`` object, which passes straight through a
+    ``dict``/``Any`` payload hint into the handler. Refusing it makes the message malformed:
+    dead-lettered at once, never retried.
+    """
+    raise _ExtensionRefused(f"MessagePack extension type {code} is not allowed")
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Envelope)
+_decoder = msgspec.msgpack.Decoder(Envelope, ext_hook=_refuse_ext)
 
 
 def encode(envelope: Envelope) -> bytes:
     """Serialise an envelope; the payload must already be plain builtins."""
     try:
         return _encoder.encode(envelope)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise SerializationError(f"cannot encode payload of {envelope.name!r}: {exc}") from exc
 
 
@@ -82,7 +96,7 @@ def decode(body: bytes) -> Envelope:
     """Parse bytes from the store; anything malformed raises :class:`SerializationError`."""
     try:
         return _decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, _ExtensionRefused) as exc:
         raise SerializationError(f"malformed message ({len(body)} bytes): {exc}") from exc
 
 

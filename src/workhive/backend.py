@@ -270,6 +270,14 @@ class SupportsDeadLetters(Protocol):
 
 
 @runtime_checkable
+class SupportsCapacity(Protocol):
+    """A transport that pushes deliveries (a prefetch window) wants to know how many this
+    process can run at once; the worker tells it before the first fetch."""
+
+    def set_capacity(self, slots: int) -> None: ...
+
+
+@runtime_checkable
 class SupportsStats(Protocol):
     """Queue depths; a transport offers them when its broker can count (the worker's
     ``run(until_idle=True)`` needs them to know when it is done)."""
@@ -315,13 +323,14 @@ class Coordination(SupportsCron, SupportsCounters, SupportsDeadLetters, Supports
 
 
 SUGGESTIONS: dict[Capability, str] = {
-    Capability.QUEUE: "use the 'sqlite', 'redis', 'postgres' or 'rabbitmq' backend for durable "
-                      "tasks",
-    Capability.EVENTS: "use the 'sqlite', 'redis', 'postgres' or 'rabbitmq' backend for durable "
-                       "groups",
+    Capability.QUEUE: "use the 'sqlite', 'redis', 'postgres', 'rabbitmq', 'nats' or 'kafka' "
+                      "backend for durable tasks",
+    Capability.EVENTS: "use the 'sqlite', 'redis', 'postgres', 'rabbitmq', 'nats' or 'kafka' "
+                       "backend for durable groups",
 }
-_COORDINATION_HINT = ("give it a coordination store: Hive(..., coordination='redis://...' or "
-                      "'sqlite:///coordination.db'), or worker.coordination in workhive.yaml")
+_COORDINATION_HINT = ("give it a coordination store: Hive(..., coordination='redis://...', "
+                      "'nats://...' or 'sqlite:///coordination.db'), or worker.coordination in "
+                      "workhive.yaml")
 
 
 def require(backend: Backend, capability: Capability, what: str) -> None:
@@ -433,6 +442,7 @@ __all__ = [
     "QueueStats",
     "SerializationError",
     "Settlement",
+    "SupportsCapacity",
     "SupportsCounters",
     "SupportsCron",
     "SupportsDeadLetters",

@@ -14,14 +14,17 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import yaml
 
+from workhive._redact import redact_url
 from workhive.errors import ConfigError
 
-BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "rabbitmq", "memory", "noop")
-BACKENDS_PLANNED = ("kafka", "nats")
+BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "rabbitmq", "nats", "kafka",
+                      "memory", "noop")
+BACKENDS_PLANNED: tuple[str, ...] = ()
 #: other names for a backend (seed-style configs say ``asynq``, ``disable``, ``redpanda``)
 BACKEND_ALIASES = {"asynq": "redis", "disable": "noop", "disabled": "noop", "redpanda": "kafka",
                    "amqp": "rabbitmq"}
@@ -49,7 +52,9 @@ class RabbitMQConfig(_Strict):
 
 class KafkaConfig(_Strict):
     brokers: list[str] = msgspec.field(default_factory=lambda: ["localhost:9092"])
-    consumer_group: str = "workers"
+    topic: str = "workhive"  # prefix of every topic
+    consumer_group: str = "workers"  # prefix of every consumer group
+    worker_count: int | None = None  # same as worker.concurrency
 
 
 class NatsConfig(_Strict):
@@ -73,6 +78,7 @@ class WorkerConfig(_Strict):
     redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
     rabbitmq: RabbitMQConfig = msgspec.field(default_factory=RabbitMQConfig)
     kafka: KafkaConfig = msgspec.field(default_factory=KafkaConfig)
+    redpanda: KafkaConfig | None = None  # the same section under its Redpanda name
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     postgres: PostgresConfig = msgspec.field(default_factory=PostgresConfig)
     tasks: dict[str, bool] = msgspec.field(default_factory=dict)
@@ -104,23 +110,50 @@ class HiveConfig(_Strict):
             "noop": "noop://",
             "postgres": w.postgres.dsn,
             "rabbitmq": w.rabbitmq.url,
+            "nats": w.nats.url,
+            "kafka": "kafka://" + ",".join(self.kafka().brokers),
         }
         if name in urls:
             return urls[name]
         state = "is not available in this version" if name in BACKENDS_PLANNED else "is unknown"
-        raise ConfigError(f"{self.source}: {key} {name!r} {state} "
+        raise ConfigError(f"{self.source}: {key} {redact_url(name)!r} {state} "
                           f"(available: {', '.join(BACKENDS_AVAILABLE)})")
+
+    def kafka(self) -> KafkaConfig:
+        """The ``kafka:`` section, or ``redpanda:`` when that spelling is used."""
+        return self.worker.redpanda or self.worker.kafka
 
     def backend_options(self, url: str | None = None) -> dict[str, Any]:
         """Options the backend at ``url`` (default: the configured one) takes besides its URL."""
         url = url or self.backend_url()
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return {"prefix": self.worker.redis.prefix}
+        if url.startswith(("redis://", "rediss://", "unix://", "redis-pubsub://")):
+            # only a prefix set on purpose travels: the default must never override the URL's
+            # ``?prefix=`` (two apps would share keys); both set and different is refused by
+            # RedisSettings.from_url
+            prefix = self.worker.redis.prefix
+            return {"prefix": prefix} if prefix != RedisConfig().prefix else {}
         if url.startswith(("amqp://", "amqps://")):
-            rabbit = self.worker.rabbitmq
-            options: dict[str, Any] = {"exchange": rabbit.exchange}
+            # the URL's query wins over defaults; an explicit setting that disagrees with it is
+            # refused by the backend
+            rabbit, query = self.worker.rabbitmq, parse_qs(urlsplit(url).query)
+            options: dict[str, Any] = {}
+            if rabbit.exchange != RabbitMQConfig().exchange or "exchange" not in query:
+                options["exchange"] = rabbit.exchange
             if rabbit.queue:
                 options["queue"] = rabbit.queue
+            return options
+        if url.startswith(("nats://", "tls://")):
+            nats, query = self.worker.nats, parse_qs(urlsplit(url).query)
+            if nats.stream != NatsConfig().stream or "stream" not in query:
+                return {"stream": nats.stream}
+            return {}
+        if url.startswith(("kafka://", "redpanda://")):
+            kafka, query = self.kafka(), parse_qs(urlsplit(url).query)
+            defaults, options = KafkaConfig(), {}
+            if kafka.topic != defaults.topic or "topic" not in query:
+                options["topic"] = kafka.topic
+            if kafka.consumer_group != defaults.consumer_group or "group" not in query:
+                options["group"] = kafka.consumer_group
             return options
         return {}
 
@@ -149,6 +182,7 @@ def _env_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
         "DATABASE_URL": ("postgres", "dsn"),
         "NATS_URL": ("nats", "url"),
         "RABBITMQ_URL": ("rabbitmq", "url"),
+        "WORKHIVE_NATS_STREAM": ("nats", "stream"),
     }
     for var, (section, key) in nested.items():
         if var in env:
@@ -200,14 +234,19 @@ def parse_config(raw: Any, source: str, env: dict[str, str] | None = None) -> Hi
         raise ConfigError(f"{source}: worker.shutdown_timeout must be >= 0 and worker.lease > 0")
     config.backend_url()  # fail fast on an unknown backend
     config.coordination_url()
-    count = w.rabbitmq.worker_count
-    if count is not None and BACKEND_ALIASES.get(w.backend, w.backend) == "rabbitmq":
+    if w.redpanda is not None and w.redpanda != w.kafka and w.kafka != KafkaConfig():
+        raise ConfigError(f"{source}: worker.kafka and worker.redpanda are the same section "
+                          "and disagree; keep one")
+    chosen = BACKEND_ALIASES.get(w.backend, w.backend)
+    section = {"rabbitmq": w.rabbitmq, "kafka": config.kafka()}.get(chosen)
+    count = getattr(section, "worker_count", None)
+    if count is not None:
         given = raw.get("worker", {}).get("concurrency") if isinstance(raw, dict) else None
         if given is not None and given != count:
             raise ConfigError(f"{source}: worker.concurrency ({given}) and "
-                              f"worker.rabbitmq.worker_count ({count}) disagree; set one")
+                              f"worker.{chosen}.worker_count ({count}) disagree; set one")
         if count < 1:
-            raise ConfigError(f"{source}: key worker.rabbitmq.worker_count must be >= 1")
+            raise ConfigError(f"{source}: key worker.{chosen}.worker_count must be >= 1")
         w.concurrency = count
     return config
 
@@ -221,7 +260,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> HiveConfig:
             raise ConfigError(f"{file}: config file not found")
         return parse_config({}, "<environment>")
     try:
-        raw = yaml.safe_load(file.read_text())
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     except OSError as exc:

@@ -6,8 +6,8 @@
     ├── ConfigError                 bad workhive.yaml / env / arguments (names key and file)
     ├── RegistryError               duplicate or unknown task / subscriber / cron job
     │   └── UnknownTaskError
-    ├── SerializationError          bytes that are not a valid envelope
-    ├── ValidationError             a payload that does not fit the handler's type hint
+    ├── SerializationError          a payload that cannot be encoded, bytes that are not an envelope
+    ├── ValidationError             an enqueue option or payload the API refuses (names which)
     ├── BackendError                anything a broker or store did wrong
     │   ├── BackendUnavailable      cannot reach the broker (enqueue while Redis is down...)
     │   └── CapabilityError         the backend lacks what was asked (delay on redis-pubsub...)
@@ -38,11 +38,12 @@ class UnknownTaskError(RegistryError):
 
 
 class SerializationError(WorkhiveError):
-    """Bytes in the store could not be decoded into an envelope."""
+    """A payload cannot be encoded (objects, lone surrogates, ints beyond 64 bits), or bytes in
+    the store could not be decoded into an envelope."""
 
 
 class ValidationError(WorkhiveError):
-    """A payload does not match the type its handler declares."""
+    """An enqueue option is invalid, or a payload does not match its handler's type."""
 
 
 class BackendError(WorkhiveError):

@@ -10,15 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from workhive import _validate as check
 from workhive._envelope import Envelope, make_envelope
 from workhive._task import (
     CronDef,
     SubscriberDef,
     TaskDef,
     TaskOptions,
-    to_builtins,
     validate_payload,
 )
 from workhive.backend import (
@@ -31,7 +32,7 @@ from workhive.backend import (
 )
 from workhive.backends import open_backend
 from workhive.config import HiveConfig, load_config
-from workhive.errors import CapabilityError, ConfigError, RegistryError, UnknownTaskError
+from workhive.errors import CapabilityError, RegistryError, UnknownTaskError, ValidationError
 from workhive.middleware import Middleware, default_middleware
 from workhive.module import Module
 
@@ -237,7 +238,7 @@ class Hive:
         queue: str | None = None,
         priority: int | None = None,
         delay: float | None = None,
-        eta: float | None = None,
+        eta: float | datetime | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
@@ -267,7 +268,7 @@ class Hive:
         queue: str | None = None,
         priority: int | None = None,
         delay: float | None = None,
-        eta: float | None = None,
+        eta: float | datetime | None = None,
         max_retries: int | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
@@ -279,7 +280,23 @@ class Hive:
         A task declared in this hive has its payload validated here, so bad input fails at the
         caller. A task declared elsewhere (a producer without the handler code) needs an
         explicit ``queue=``: without the declaration nobody knows where it goes.
+
+        Every option is checked first (:mod:`workhive._validate`, rules in
+        ``docs/validation.md``): a bad one raises ``ValidationError`` naming it, and a payload
+        MessagePack cannot carry raises ``SerializationError``, before any backend call.
         """
+        check.name(name)
+        queue = check.text("queue", queue)
+        priority = check.priority(priority)
+        delay = check.seconds("delay", delay)
+        at = check.eta(eta)
+        max_retries = check.max_retries(max_retries)
+        timeout = check.seconds("timeout", timeout)
+        idempotency_key = check.text("idempotency_key", idempotency_key)
+        unique_key = check.text("unique_key", unique_key)
+        header_map = check.headers(headers)
+        if delay is not None and at is not None:
+            raise ValidationError("pass delay= or eta=, not both")
         task = self.tasks.get(name)
         if task is None:
             if name in self.disabled:
@@ -291,11 +308,10 @@ class Hive:
                     f"unknown task {name!r} (registered: {known}); pass queue= to send a task "
                     "declared in another service"
                 )
-        else:
-            validate_payload(task.handler, to_builtins(payload), f"task {name!r}")
-        if delay is not None and eta is not None:
-            raise ConfigError("pass delay= or eta=, not both")
-        when = eta if eta is not None else (time.time() + delay if delay else None)
+        plain = check.payload(payload, f"task {name!r}")
+        if task is not None:
+            validate_payload(task.handler, plain, f"task {name!r}")
+        when = at if at is not None else (time.time() + delay if delay else None)
         if when is not None:
             require(self.backend, Capability.DELAY, f"delayed task {name}")
         if priority:
@@ -311,7 +327,7 @@ class Hive:
         opts = task.options if task is not None else None
         return make_envelope(
             name,
-            to_builtins(payload),
+            plain,
             queue=queue or (opts.queue if opts else "default"),
             priority=priority if priority is not None else (opts.priority if opts else 0),
             eta=when,
@@ -319,7 +335,7 @@ class Hive:
             timeout=timeout,
             idempotency_key=idempotency_key,
             unique_key=f"{name}:{unique_key}" if unique_key is not None else None,
-            headers=dict(headers or {}),
+            headers=header_map,
         )
 
     async def publish(
@@ -329,10 +345,12 @@ class Hive:
         None when the broker fans out itself and does not say (RabbitMQ)."""
         if not event:
             raise RegistryError("event name must not be empty")
+        check.name(event, "event name")
+        plain = check.payload(payload, f"event {event!r}")
+        header_map = check.headers(headers)
         await self.open()
         events = events_of(self.backend, f"publish {event}")
-        env = make_envelope(event, to_builtins(payload), kind="event",
-                            headers=dict(headers or {}))
+        env = make_envelope(event, plain, kind="event", headers=header_map)
         return await events.publish(env)
 
     # -- roles ------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from workhive._task import Handler, TaskOptions, validate_payload
 from workhive.backend import (
     Delivery,
     Settlement,
+    SupportsCapacity,
     SupportsInspect,
     SupportsStats,
     WorkerInfo,
@@ -146,6 +147,8 @@ class Worker:
         self.hive.check_runnable()
         await self.hive.open()
         await self.hive.bind_subscribers()
+        if isinstance(self.backend, SupportsCapacity):
+            self.backend.set_capacity(self.concurrency)
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="workhive")
         self._log_startup()
         for service in self.services:

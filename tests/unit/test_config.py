@@ -56,14 +56,14 @@ def test_env_overrides_win() -> None:
            "WORKHIVE_CONCURRENCY": "7", "WORKHIVE_FLAG_REPORTS": "off"}
     cfg = parse_config({"worker": {"backend": "sqlite", "tasks": {"reports": True}}}, "f.yaml", env)
     assert cfg.backend_url() == "redis://h:1/2" and cfg.worker.concurrency == 7
-    assert cfg.backend_options() == {"prefix": "workhive"}
+    assert cfg.backend_options() == {}  # the default prefix never overrides the URL
     assert cfg.worker.tasks == {"reports": False}
 
 
 @pytest.mark.parametrize(("env", "message"), [
     ({"WORKHIVE_CONCURRENCY": "x"}, r"\$WORKHIVE_CONCURRENCY: expected int"),
     ({"WORKHIVE_FLAG_A": "maybe"}, r"\$WORKHIVE_FLAG_A: expected true/false"),
-    ({"WORKHIVE_BACKEND": "kafka"}, r"'kafka' is not available in this version"),
+    ({"WORKHIVE_COORDINATION": "pigeon"}, r"worker.coordination 'pigeon' is unknown"),
     ({"WORKHIVE_BACKEND": "carrier-pigeon"}, r"'carrier-pigeon' is unknown"),
 ])
 def test_bad_env(env: dict[str, str], message: str) -> None:
@@ -83,3 +83,25 @@ def test_postgres_backend_from_database_url() -> None:
                        {"DATABASE_URL": "postgresql://db.internal/app?schema=jobs"})
     assert cfg.backend_url() == "postgresql://db.internal/app?schema=jobs"
     assert cfg.backend_options() == {}
+
+
+def test_seed_backend_names_and_sections() -> None:
+    """Seed-style configs: asynq = redis, disable = noop, redpanda = kafka with its own section
+    spelling; worker_count is the concurrency, and may not disagree with it."""
+    assert parse_config({"worker": {"backend": "asynq"}}, "f", {}).backend_url().startswith("redis")
+    assert parse_config({"worker": {"backend": "disable"}}, "f", {}).backend_url() == "noop://"
+    cfg = parse_config({"worker": {"backend": "redpanda", "redpanda": {
+        "brokers": ["a:9092", "b:9092"], "topic": "tasks", "consumer_group": "workers",
+        "worker_count": 4}}}, "f", {})
+    assert cfg.backend_url() == "kafka://a:9092,b:9092" and cfg.worker.concurrency == 4
+    assert cfg.backend_options() == {"topic": "tasks", "group": "workers"}
+    rabbit = {"url": "amqp://u:p@h/", "exchange": "tasks", "queue": "tasks_queue",
+              "worker_count": 3}
+    cfg = parse_config({"worker": {"backend": "rabbitmq", "rabbitmq": rabbit}}, "f", {})
+    assert cfg.worker.concurrency == 3
+    assert cfg.backend_options() == {"exchange": "tasks", "queue": "tasks_queue"}
+    with pytest.raises(ConfigError, match="disagree"):
+        parse_config({"worker": {"backend": "rabbitmq", "concurrency": 5, "rabbitmq": rabbit}},
+                     "f", {})
+    cfg = parse_config({"worker": {"backend": "nats", "coordination": "redis"}}, "f", {})
+    assert cfg.coordination_url() == "redis://localhost:6379/0"

@@ -19,6 +19,8 @@ import logging
 import time
 from collections.abc import Sequence
 
+import msgspec
+
 from workhive._envelope import Envelope, decode, new_id, replay_copy
 from workhive.backend import (
     COORDINATION,
@@ -31,8 +33,10 @@ from workhive.backend import (
     Features,
     QueueStats,
     Settlement,
+    SupportsCapacity,
     SupportsStats,
     WorkerInfo,
+    event_group,
     events_of,
 )
 from workhive.errors import CapabilityError, SerializationError
@@ -142,6 +146,10 @@ class Composite:
         return DeadLetter(letter_id, s.delivery.queue, s.body or s.delivery.body, s.reason,
                           time.time())
 
+    def set_capacity(self, slots: int) -> None:
+        if isinstance(self.transport, SupportsCapacity):
+            self.transport.set_capacity(slots)
+
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         await self.transport.extend(deliveries, lease)
 
@@ -206,10 +214,15 @@ class Composite:
         replayed: list[str] = []
         for letter in letters:
             try:
-                copies.append(replay_copy(decode(letter.body)))
-                replayed.append(letter.id)
+                copy = replay_copy(decode(letter.body))
             except SerializationError:
                 logger.warning("dead letter %s is malformed; left in place", letter.id)
+                continue
+            if copy.queue != letter.queue:  # an event's copy: back to the group that failed it
+                copy = msgspec.structs.replace(copy, queue=letter.queue,
+                                               group=event_group(letter.queue) or copy.group)
+            copies.append(copy)
+            replayed.append(letter.id)
         if copies:
             await self.transport.enqueue(copies)
             await self.coordination.purge_dead(replayed)

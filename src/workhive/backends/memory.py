@@ -312,7 +312,10 @@ class MemoryBackend:
         return sorted(by_queue.values(), key=lambda s: s.queue)
 
     async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
-        self._workers[info.id] = (time.time() + ttl, info)
+        now = time.time()  # a killed worker's record goes once the ttl it advertised ran out
+        for gone in [k for k, (expires, _) in self._workers.items() if expires <= now]:
+            del self._workers[gone]
+        self._workers[info.id] = (now + ttl, info)
 
     async def workers(self) -> list[WorkerInfo]:
         now = time.time()

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from workhive import __version__
-from workhive.cli._common import VERBOSE_KEY, CliError, report_error
+from workhive.cli._common import VERBOSE_KEY, CliError, check_arguments, report_error
 from workhive.cli._cron import cron_group
 from workhive.cli._demo import demo_command
 from workhive.cli._dlq import dlq_group
@@ -29,6 +29,15 @@ USER_ERRORS = (WorkhiveError, CliError)
 
 class _Main(click.Group):
     """A group whose invoke turns user errors into exit code 2 and one red line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # every argument of every subcommand passes here first, before click decodes options
+        try:
+            check_arguments(args)
+        except CliError as exc:
+            report_error(exc, verbose=False)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -4,7 +4,9 @@ Backend resolution, most specific first: ``--backend URL`` > the ``--app`` hive'
 ``workhive.yaml`` / environment (:func:`workhive.config.load_config`). The ``--app`` attribute
 may be a :class:`~workhive.Hive` or a factory returning one; a factory that takes a parameter
 receives the loaded config when there is one to give (``--config``, ``$WORKHIVE_CONFIG`` or a
-``./workhive.yaml``), so an app can still fall back to its own defaults otherwise.
+``./workhive.yaml``), so an app can still fall back to its own defaults otherwise. A config
+named on purpose (``--config`` or ``$WORKHIVE_CONFIG``) that the app cannot take (a ready Hive,
+a factory without a parameter) is refused: ignoring it silently would run with other settings.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class HiveSpec:
     def build(self) -> Hive:
         if self.app is None:
             return Hive(self.backend, config=load_config(self.config))
-        hive = resolve_app(load_object(self.app), self.app, self._explicit_config())
+        named = self.config or os.environ.get("WORKHIVE_CONFIG")
+        hive = resolve_app(load_object(self.app), self.app, self._explicit_config(), named=named)
         if self.backend is not None:
             use_backend(hive, self.backend)
         return hive
@@ -83,9 +86,18 @@ def load_object(spec: str) -> Any:
     return obj
 
 
-def resolve_app(obj: Any, spec: str, config: HiveConfig | None) -> Hive:
-    """A Hive as is; a factory called with the config if it takes one (and we have one)."""
+def resolve_app(
+    obj: Any, spec: str, config: HiveConfig | None, *, named: str | None = None
+) -> Hive:
+    """A Hive as is; a factory called with the config if it takes one (and we have one).
+
+    ``named`` is the config file the user asked for by name; when the app cannot take it,
+    that is an error rather than a file silently ignored.
+    """
     if isinstance(obj, Hive):
+        if named:
+            raise CliError(_cannot_apply(named, spec, "is a ready Hive built with its own "
+                                         "settings"))
         return obj
     if not callable(obj):
         raise CliError(f"--app {spec!r} is a {type(obj).__name__}, not a Hive or a factory "
@@ -98,12 +110,20 @@ def resolve_app(obj: Any, spec: str, config: HiveConfig | None) -> Hive:
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if positional and (config is not None or positional[0].default is inspect.Parameter.empty):
         result = obj(config if config is not None else load_config(None))
+    elif named:
+        raise CliError(_cannot_apply(named, spec, "is a factory that takes no config"))
     else:
         result = obj()
     if not isinstance(result, Hive):
         raise CliError(f"--app {spec!r}: the factory returned a {type(result).__name__}, "
                        "not a Hive")
     return result
+
+
+def _cannot_apply(named: str, spec: str, why: str) -> str:
+    return (f"config {named!r} cannot be applied: --app {spec!r} {why}; point --app at a "
+            "factory `def make_hive(config: HiveConfig) -> Hive`, or drop --config / "
+            "$WORKHIVE_CONFIG")
 
 
 def use_backend(hive: Hive, url: str) -> None:

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from workhive._redact import redact
+
 T = TypeVar("T")
 
 VERBOSE_KEY = "workhive.verbose"
@@ -51,9 +53,10 @@ def err_console() -> Console:
 def report_error(exc: BaseException, *, verbose: bool) -> None:
     """One red line naming the problem; the full traceback only when asked for."""
     if verbose:
-        click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
     kind = "" if isinstance(exc, CliError) else f"{type(exc).__name__}: "
-    message = " ".join(str(exc).split())  # one line, even for multi-line driver messages
+    # one line, even for multi-line driver messages; never a password a driver echoed
+    message = redact(" ".join(str(exc).split()))
     click.secho(f"Error: {kind}{message}", fg="red", err=True)
 
 
@@ -98,12 +101,55 @@ def parse_json(text: str | None, what: str) -> Any:
     if text is None:
         return None
     if text == "-":
-        text = sys.stdin.read()
+        text = read_stdin(what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} "
                        f"column {exc.colno}): {text[:60]!r}") from exc
+
+
+def read_stdin(what: str) -> str:
+    """Stdin as UTF-8 text; other bytes are a :class:`CliError`, whatever the locale says.
+
+    Read as bytes: a text stdin decodes with the locale (strict, a traceback) or with
+    surrogateescape (the C locale), which would smuggle lone surrogates into a payload.
+    """
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # already text (a test harness): refuse what the locale let through
+        text: str = sys.stdin.read()
+        _require_utf8(text, f"{what} from stdin")
+        return text
+    data: bytes = stream.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CliError(f"{what} from stdin is not UTF-8 text (byte {data[exc.start]:#04x} at "
+                       f"offset {exc.start})") from None
+
+
+def _require_utf8(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        shown = f"byte {ord(bad) - 0xDC00:#04x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+        try:  # show undecodable argv bytes as \xff, other lone surrogates as \udxxx
+            raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "backslashreplace").decode()
+        raise CliError(f"{what} is not UTF-8 text ({shown} at character {exc.start}): "
+                       f"{raw[:60]}") from None
+
+
+def check_arguments(args: list[str]) -> None:
+    """Refuse command-line arguments that are not UTF-8 (a :class:`CliError`).
+
+    Python hands undecodable argv bytes over as lone surrogates (surrogateescape); left alone
+    they fail deep inside encoding or a driver with a traceback.
+    """
+    for position, arg in enumerate(args, start=1):
+        _require_utf8(arg, f"argument {position}")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -6,11 +6,14 @@ handlers. It starts N ``workhive worker`` children with the same options, restar
 dies (kill -9, OOM) — its leased messages come back to the queue when their lease runs out —
 and forwards SIGTERM/SIGINT: the first signal makes every child drain gracefully, a second one
 makes them stop at once. A child that keeps dying right after start (a broken app) stops the
-supervisor instead of looping forever.
+supervisor instead of looping forever. Children die with the supervisor, even a kill -9 of it
+(:mod:`workhive.cli._lifeline`), and a signal during start-up is honoured, not fatal
+(:mod:`workhive._startup_signals`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -19,6 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+
+from workhive._startup_signals import SUPERVISOR_ENV, take
+from workhive.cli._lifeline import preexec
 
 logger = logging.getLogger("workhive.cli")
 
@@ -36,9 +42,11 @@ class Supervisor:
         self.crashes = 0
 
     def _spawn(self, index: int) -> None:
-        env = {**os.environ, "WORKHIVE_WORKER_INDEX": str(index)}
+        me = os.getpid()
+        env = {**os.environ, "WORKHIVE_WORKER_INDEX": str(index), SUPERVISOR_ENV: str(me)}
         cmd = [sys.executable, "-m", "workhive.cli", "worker", *self.child_args]
-        proc = subprocess.Popen(cmd, env=env)
+        # the child dies with us (kill -9 included) and holds signals until it can take them
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=functools.partial(preexec, me))
         self.children[index] = (proc, time.monotonic())
         logger.info("Started worker process %d (pid %d)", index, proc.pid)
 
@@ -53,7 +61,11 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until every child has exited; 0 when all of them exited cleanly."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        for signum in take():  # arrived while we were starting: nothing to forward to yet
+            self._on_signal(signum, None)
         try:
+            if self.signals:
+                return 0
             for index in range(self.processes):
                 self._spawn(index)
             worst = 0

@@ -4,7 +4,9 @@ Signals follow DESIGN §4: the first SIGTERM/SIGINT stops fetching and lets runn
 finish within ``--shutdown-timeout`` (the rest go back to the queue), and the process exits 0;
 a second signal stops at once (running handlers are cancelled and released, exit code 1, so a
 supervisor can tell a cut-short shutdown from a clean one). ``--burst`` drains the queues and
-exits 0, for cron-driven batch runs and tests.
+exits 0, for cron-driven batch runs and tests. A signal that arrives while the process is
+still starting (importing the app, opening the backend) is recorded and replayed here, so it
+takes the same path (:mod:`workhive._startup_signals`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from workhive._startup_signals import take
 from workhive.cli._app import HiveSpec
 from workhive.cli._common import CliError, hive_options, run, set_verbose
+from workhive.cli._lifeline import watch_supervisor
 from workhive.cli._supervisor import Supervisor
 from workhive.hive import Hive
 from workhive.middleware.logs import LogMiddleware
@@ -70,6 +74,7 @@ def worker_command(
 ) -> None:
     """Run workers for --app until SIGTERM/SIGINT (or, with --burst, until idle)."""
     set_verbose(ctx, verbose, quiet_level=logging.INFO)
+    watch_supervisor()
     spec = HiveSpec(app, backend, config)
     spec.require_app("workhive worker")
     if processes > 1:
@@ -168,12 +173,16 @@ async def serve(hive: Hive, worker: Worker, *, burst: bool) -> bool:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, on_signal, signum)
             installed.append(signum)
+    for early in take():  # sent while we were starting up: same path, now
+        on_signal(early)
     try:
         # burst runs what is ready now (and the retries of what it ran); tasks delayed into the
         # future (a 24 h purge) are left for the next run instead of keeping the process alive
         await worker.run(until_idle=burst, wait_delayed=False)
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-        await hive.close()
+        try:
+            await hive.close()
+        finally:  # after close: a signal while closing must not kill us mid-way
+            for signum in installed:
+                loop.remove_signal_handler(signum)
     return len(seen) >= 2

@@ -76,13 +76,20 @@ async def _workers(log: MessageLog, console: Console) -> None:
 
 
 def _run(make: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a command body, turning workhive errors (bad URL, store down) into CLI errors."""
+    """Run a command body, turning workhive errors (bad URL, store down) into CLI errors.
+
+    Exit code 2 with one line, like every other user error of the CLI (see workhive.cli).
+    """
     try:
         asyncio.run(make())
     except KeyboardInterrupt:
         pass
     except WorkhiveError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _UserError(str(exc)) from exc
+
+
+class _UserError(click.ClickException):
+    exit_code = 2  # the CLI's code for anything the user can fix
 
 
 @click.group("log")

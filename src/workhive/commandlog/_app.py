@@ -16,6 +16,7 @@ import random
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from workhive._redact import redact_url
 from workhive.commandlog._context import AppContext
 from workhive.commandlog._errors import WorkerError, WorkerStartError
 from workhive.commandlog._executor import Executor
@@ -38,7 +39,8 @@ def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
     if parsed.scheme == "sqlite":
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if parsed.netloc or not path:
-            raise ConfigError(f"sqlite log URL must look like sqlite:///path/to.db, got {url!r}")
+            raise ConfigError("sqlite log URL must look like sqlite:///path/to.db, got "
+                              f"{redact_url(url)!r}")
         from workhive.commandlog.sqlite import SQLiteMessageLog
 
         return SQLiteMessageLog(
@@ -53,7 +55,8 @@ def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
             ) from exc
         dsn = parsed._replace(scheme="postgresql", query="").geturl()
         return PostgresMessageLog(dsn, prefix=table_prefix)
-    raise ConfigError(f"unsupported message log URL {url!r} (use sqlite:/// or postgresql://)")
+    raise ConfigError(f"unsupported message log URL {redact_url(url)!r} "
+                      "(use sqlite:/// or postgresql://)")
 
 
 class App:

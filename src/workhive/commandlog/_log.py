@@ -51,7 +51,7 @@ class Transaction(Protocol):
 class MessageLog(Protocol):
     """An append-only, ordered, durable log of commands with strictly increasing ids."""
 
-    url: str
+    url: str  # for display: never holds a password (see workhive._redact)
 
     async def open(self) -> None: ...
 

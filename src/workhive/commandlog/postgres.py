@@ -19,9 +19,11 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
+from workhive._redact import netloc_password, redact, redact_url
 from workhive.commandlog._log import Entry, HeadWatcher, Transaction, current_transaction
 from workhive.commandlog._message import Message, decode_metadata, encode_metadata
 from workhive.errors import BackendError, BackendUnavailable, ConfigError
@@ -54,7 +56,13 @@ class PostgresMessageLog:
     def __init__(self, dsn: str, *, prefix: str = "workhive", pool_size: int = 10) -> None:
         if not prefix.isidentifier():
             raise ConfigError(f"postgres log prefix must be an identifier, got {prefix!r}")
-        self.url = dsn
+        try:
+            urlsplit(dsn).port  # noqa: B018 - a bad port is a config error, not a socket crash
+        except ValueError as exc:
+            raise ConfigError(f"invalid postgres log url {redact_url(dsn)!r}: "
+                              f"{redact(str(exc), netloc_password(dsn))}") from None
+        self._dsn = dsn  # what asyncpg connects with; may hold the password
+        self.url = redact_url(dsn)  # what messages, the CLI and repr show
         self.prefix = prefix
         self.pool_size = pool_size
         self.messages_table = f"{prefix}_messages"
@@ -85,7 +93,7 @@ class PostgresMessageLog:
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self.pool_size)
             async with self._pool.acquire() as conn:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.messages_table} (id BIGSERIAL PRIMARY KEY,"
@@ -94,11 +102,12 @@ class PostgresMessageLog:
                     f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} (worker TEXT PRIMARY KEY,"
                     " last_id BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
                 )
-            self._listener = await asyncpg.connect(self.url)
+            self._listener = await asyncpg.connect(self._dsn)
             await self._listener.add_listener(self.channel, self._on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
             await self.close()
-            raise BackendUnavailable(f"cannot open postgres log at {self.url}: {exc}") from exc
+            detail = redact(str(exc), netloc_password(self._dsn))
+            raise BackendUnavailable(f"cannot open postgres log at {self.url}: {detail}") from exc
         self._watcher.advance(await self.head())
 
     async def close(self) -> None:

@@ -25,11 +25,14 @@ once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from workhive._envelope import decode, make_envelope
+from workhive._task import RateLimit
 from workhive.backend import (
     Backend,
     Capability,
@@ -40,9 +43,7 @@ from workhive.backend import (
     band_of,
     require,
 )
-from workhive._envelope import decode, make_envelope
 from workhive.backends.composite import Composite
-from workhive._task import RateLimit
 from workhive.errors import CapabilityError
 from workhive.hive import Hive
 from workhive.module import Module
@@ -72,6 +73,12 @@ class Harness:
 
     def has(self, capability: Capability) -> bool:
         return self.features.has(capability)
+
+    async def close_all(self) -> None:
+        """Close every client handed out (a failed scenario leaves its clients open)."""
+        for backend in self.made:
+            with contextlib.suppress(Exception):
+                await backend.close()
 
 
 Scenario = Callable[[Harness], Awaitable[None]]
@@ -176,7 +183,7 @@ async def delayed_task(h: Harness) -> None:
         await _refused("delay", lambda: hive.enqueue("t:later", {"n": 0}, delay=1))
         return
     now = time.time()
-    etas = {0: now + 1.6, 1: now + 0.6, 2: now + 1.1}
+    etas = {0: now + 2.6, 1: now + 0.6, 2: now + 1.6}  # 1 s apart: distinct at 1 s resolution
     for n, eta in etas.items():
         await hive.enqueue("t:later", {"n": n}, eta=eta)
     assert await hive.backend.fetch(["default"], 10, lease=5, wait=0) == []

@@ -10,10 +10,12 @@ from workhive.backends.redis.pubsub import RedisPubSubBackend
 from workhive.errors import ConfigError
 
 
-def test_defaults_and_options_override_query() -> None:
-    s = RedisSettings.from_url("redis://h:6380/2?prefix=q&socket_timeout=3", prefix="opt")
+def test_query_and_options_combine_and_must_agree() -> None:
+    s = RedisSettings.from_url("redis://h:6380/2?socket_timeout=3", prefix="opt")
     assert (s.prefix, s.socket_timeout, s.password) == ("opt", 3.0, None)
     assert s.url == "redis://h:6380/2"
+    with pytest.raises(ConfigError, match="'prefix' is set twice"):
+        RedisSettings.from_url("redis://h:6380/2?prefix=q", prefix="opt")
 
 
 def test_password_from_url_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

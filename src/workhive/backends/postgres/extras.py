@@ -197,7 +197,14 @@ class PostgresExtras:
         """Workers whose last heartbeat has not expired (database clock), by id."""
         async with self._conn("workers") as con:
             rows = await con.fetch(self._sql.workers)
-        return [msgspec.json.decode(bytes(r[0]), type=WorkerInfo) for r in rows]
+        out = []
+        for (info,) in rows:
+            try:
+                out.append(msgspec.json.decode(bytes(info), type=WorkerInfo))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                logger.error("postgres: skipping a worker with a corrupt heartbeat %r",
+                             bytes(info)[:100])
+        return out
 
     async def forget_worker(self, worker_id: str) -> None:
         async with self._conn("forget_worker") as con:

@@ -24,10 +24,11 @@ import re
 import socket
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import asyncpg
 
+from workhive._redact import netloc_password, redact, redact_url
 from workhive.errors import BackendError, BackendUnavailable, ConfigError
 
 _SCHEMES = {"postgres", "postgresql"}
@@ -101,12 +102,7 @@ class PostgresSettings:
     @property
     def redacted_url(self) -> str:
         """The URL for messages: the password, when there is one, shows as ``***``."""
-        if not self.password:
-            return self.url
-        parts = urlsplit(self.url)
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return redact_url(self.url, password=self.password)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresSettings:
@@ -120,7 +116,8 @@ class PostgresSettings:
             password = parts.password
             port = parts.port  # validates the port
         except ValueError as exc:
-            raise ConfigError(f"invalid postgres url: {_scrub(str(exc), url)}") from None
+            raise ConfigError(f"invalid postgres url {redact_url(url)!r}: "
+                              f"{_scrub(str(exc), url)}") from None
         scheme = parts.scheme.lower()
         if scheme not in _SCHEMES:
             raise ConfigError(f"not a postgres url (scheme {scheme!r}); expected postgresql://")
@@ -149,7 +146,7 @@ class PostgresSettings:
 
     def scrub(self, text: str) -> str:
         """``text`` with the password (if any) replaced by ``***``."""
-        return text.replace(self.password, "***") if self.password else text
+        return redact(text, self.password)
 
     def translate(self, exc: BaseException, doing: str) -> BackendError:
         """Map a driver error raised while ``doing`` onto :mod:`workhive.errors`."""
@@ -167,11 +164,8 @@ class PostgresSettings:
 
 
 def _scrub(text: str, url: str) -> str:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    """``text`` without the password of ``url``, even when ``url`` does not parse."""
+    return redact(text, netloc_password(url))
 
 
 def _coerce(key: str, value: Any) -> Any:

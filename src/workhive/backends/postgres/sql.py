@@ -123,7 +123,7 @@ DDL = (
                 END IF;
             END LOOP;
         END LOOP;
-        PERFORM pg_notify(p_channel, q) FROM (SELECT DISTINCT unnest(p_queues) AS q) qs;
+        PERFORM pg_notify(p_channel, left(q, 200)) FROM (SELECT DISTINCT unnest(p_queues) AS q) qs;
     END
     $fn$""",
 )
@@ -143,7 +143,8 @@ ins AS (
         WITH ORDINALITY AS u(i, q, p, d, b, n)
     ORDER BY n
     RETURNING queue)
-SELECT count(*) FROM (SELECT pg_notify($6, queue) FROM (SELECT DISTINCT queue FROM ins) x) w
+SELECT count(*) FROM (SELECT pg_notify($6, left(queue, 200))
+    FROM (SELECT DISTINCT queue FROM ins) x) w
 """
 
 ENQUEUE_KEYED = "SELECT out_id, out_dup FROM {s}.enqueue_keyed($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -210,7 +211,7 @@ done AS (
 counted AS (
     INSERT INTO {{s}}.totals (queue, processed, failed)
     SELECT queue, processed, failed FROM done WHERE processed + failed > 0),
-woken AS (SELECT pg_notify($7, queue) FROM (SELECT DISTINCT queue FROM moved) m)
+woken AS (SELECT pg_notify($7, left(queue, 200)) FROM (SELECT DISTINCT queue FROM moved) m)
 SELECT count(*) FROM woken
 """
 
@@ -298,7 +299,10 @@ FROM {{s}}.jobs, (SELECT {NOW} AS now) t GROUP BY queue
 STATS_DEAD = "SELECT queue, count(*) FROM {s}.dead GROUP BY queue"
 STATS_TOTALS = "SELECT queue, sum(processed), sum(failed) FROM {s}.totals GROUP BY queue"
 
+# a worker's record goes when the ttl it advertised runs out (a killed worker never forgets
+# itself): every heartbeat drops the expired ones; WORKERS filters in between
 HEARTBEAT = f"""
+WITH expired AS (DELETE FROM {{s}}.workers WHERE expires_at <= {NOW} AND id <> $1)
 INSERT INTO {{s}}.workers (id, expires_at, info) VALUES ($1, {NOW} + $2, $3)
 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, info = excluded.info
 """
@@ -311,7 +315,7 @@ HOUSEKEEPING = (
     f"DELETE FROM {{s}}.claims WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.windows WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.ticks WHERE claimed_at <= {NOW} - 7 * 86400",
-    f"DELETE FROM {{s}}.workers WHERE expires_at <= {NOW} - 86400",
+    f"DELETE FROM {{s}}.workers WHERE expires_at <= {NOW}",
     "WITH d AS (DELETE FROM {s}.totals RETURNING queue, processed, failed)"
     " INSERT INTO {s}.totals (queue, processed, failed)"
     " SELECT queue, sum(processed), sum(failed) FROM d GROUP BY queue",

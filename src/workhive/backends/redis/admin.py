@@ -6,6 +6,7 @@ clarity over round trips, but every change of state is still one atomic script.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from workhive.backend import DeadLetter, QueueStats, WorkerInfo
 from workhive.backends.redis import lua
 from workhive.backends.redis.base import RedisBase, Script
 
+logger = logging.getLogger(__name__)
+
 _DEAD_LIST = Script(lua.DEAD_LIST)
 _REPLAY = Script(lua.REPLAY)
 _PURGE = Script(lua.PURGE)
@@ -23,12 +26,20 @@ _STATS = Script(lua.STATS)
 _CHUNK = 500
 
 
-def _parse_info(dead_id: bytes, body: bytes, info: bytes) -> DeadLetter:
-    """``info`` is ``"failed_at|len(queue)|" + queue + reason`` (queue and reason are free text)."""
-    failed_at, qlen, rest = info.split(b"|", 2)
-    n = int(qlen)
-    return DeadLetter(dead_id.decode(), rest[:n].decode(), body,
-                      rest[n:].decode(errors="replace"), float(failed_at))
+def _parse_info(dead_id: bytes, body: bytes, info: bytes) -> DeadLetter | None:
+    """``info`` is ``"failed_at|len(queue)|" + queue + reason`` (queue and reason are free text).
+
+    A corrupt record is logged and skipped, so one bad entry never hides the others.
+    """
+    try:
+        failed_at, qlen, rest = info.split(b"|", 2)
+        n = int(qlen)
+        return DeadLetter(dead_id.decode(), rest[:n].decode(), body,
+                          rest[n:].decode(errors="replace"), float(failed_at))
+    except ValueError:  # also UnicodeDecodeError
+        logger.error("redis: skipping dead letter %r with a corrupt info record %r",
+                     dead_id[:100], info[:100])
+        return None
 
 
 class RedisAdmin(RedisBase):
@@ -44,8 +55,9 @@ class RedisAdmin(RedisBase):
             return []
         raw = await self._run(_DEAD_LIST, [self._p, self._now(), queue or "", offset, limit])
         return [
-            _parse_info(i, b, info)
+            letter
             for i, b, info in zip(raw[0::3], raw[1::3], raw[2::3], strict=True)
+            if (letter := _parse_info(i, b, info)) is not None
         ]
 
     async def _select_dead(self, ids: Sequence[str] | None, queue: str | None) -> list[DeadLetter]:
@@ -61,7 +73,7 @@ class RedisAdmin(RedisBase):
             for i, b, info in zip(wanted, bodies, infos, strict=True)
             if b is not None and info is not None
         ]
-        return [d for d in rows if queue is None or d.queue == queue]
+        return [d for d in rows if d is not None and (queue is None or d.queue == queue)]
 
     async def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
         """Re-enqueue as *fresh* envelopes (new id, attempt 0, empty history), as memory does.
@@ -96,7 +108,7 @@ class RedisAdmin(RedisBase):
         """One row per queue ever used under this prefix, sorted by name; one atomic read."""
         raw = await self._run(_STATS, [self._p, self._now()])
         rows = [
-            QueueStats(raw[i].decode(), *(int(v) for v in raw[i + 1 : i + 7]))
+            QueueStats(raw[i].decode(errors="replace"), *(int(v) for v in raw[i + 1 : i + 7]))
             for i in range(0, len(raw), 7)
         ]
         return sorted(rows, key=lambda s: s.queue)
@@ -122,12 +134,20 @@ class RedisAdmin(RedisBase):
         ids: list[bytes] = sorted(members)
         if not ids:
             return []
-        keys = [f"{self._p}:w:{i.decode()}" for i in ids]
+        keys = [self._p.encode() + b":w:" + i for i in ids]
         bodies: list[Any] = await self._guard(lambda r: r.mget(keys))
         gone = [i for i, b in zip(ids, bodies, strict=True) if b is None]
         if gone:
             await self._guard(lambda r: r.srem(index, *gone))
-        return [msgspec.msgpack.decode(b, type=WorkerInfo) for b in bodies if b is not None]
+        out = []
+        for worker_id, body in zip(ids, bodies, strict=True):
+            if body is None:
+                continue
+            try:
+                out.append(msgspec.msgpack.decode(body, type=WorkerInfo))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                logger.error("redis: skipping worker %r with a corrupt heartbeat", worker_id[:100])
+        return out
 
     async def forget_worker(self, worker_id: str) -> None:
         async def drop(r: Any) -> None:

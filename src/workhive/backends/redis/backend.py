@@ -127,7 +127,8 @@ class RedisBackend(RedisAdmin, RedisCoordination):
         if raw is None:
             raise _StaleBindings
         return [
-            EnqueueResult(env.id) if not held else EnqueueResult(held.decode(), duplicate=True)
+            EnqueueResult(env.id) if not held
+            else EnqueueResult(held.decode(errors="replace"), duplicate=True)
             for env, held in zip(envelopes, raw, strict=True)
         ]
 
@@ -145,8 +146,10 @@ class RedisBackend(RedisAdmin, RedisCoordination):
         deadline: float | None = None
         while True:
             raw = await self._run(_FETCH, [self._p, self._now(), lease_s, limit, *queues])
+            if raw[-1]:
+                _log_notes(raw[-1])
             out: list[Delivery] = []
-            for q, arr in zip(queues, raw[1:], strict=True):
+            for q, arr in zip(queues, raw[1:-1], strict=True):
                 if arr:
                     out += [
                         Delivery(q, body, member)
@@ -225,8 +228,18 @@ class RedisBackend(RedisAdmin, RedisCoordination):
 
     async def _load_bindings(self) -> tuple[str, list[tuple[str, str]]]:
         raw = await self._run(_BINDINGS, [self._p, self._now()])
-        pairs = [tuple(f.decode().split("\n", 1)) for f in raw[1:]]
-        self._bindings = (raw[0].decode(), [(p, g) for p, g in pairs])
+        pairs: list[tuple[str, str]] = []
+        for field in raw[1:]:
+            try:
+                pattern, sep, group = field.decode().partition("\n")
+            except UnicodeDecodeError:
+                sep = ""
+            if sep and pattern and group:
+                pairs.append((pattern, group))
+            else:  # written by hand or a bug: skip it rather than fail every publish
+                logger.error("redis: ignoring a corrupt event binding %r under %s:bindings",
+                             field[:100], self._p)
+        self._bindings = (raw[0].decode(errors="replace"), pairs)
         return self._bindings
 
     async def publish(self, envelope: Envelope) -> int:
@@ -275,6 +288,31 @@ class RedisBackend(RedisAdmin, RedisCoordination):
             _TAKE_TOKEN, [self._p, self._now(), key, repr(float(rate)), int(burst)]
         )
         return bool(raw[0]), float(raw[1])
+
+
+def _log_notes(notes: Sequence[bytes]) -> None:
+    """Log what a fetch script buried or dropped (see :mod:`workhive.backends.redis.lua`).
+
+    A note is ``what|len(queue)|queue|len(id)|id`` + reason, lengths in bytes, so queue names
+    and ids may contain ``|``.
+    """
+    for note in notes:
+        try:
+            what, qlen, rest = note.split(b"|", 2)
+            queue, rest = rest[: int(qlen)], rest[int(qlen) + 1 :]
+            ilen, rest = rest.split(b"|", 1)
+            mid, reason = rest[: int(ilen)], rest[int(ilen) :]
+        except ValueError:
+            logger.error("redis: fetch removed a corrupt entry: %r", note[:200])
+            continue
+        if what == b"dead":
+            logger.error("redis: message %r of queue %r was corrupt in the store and went to "
+                         "the dead-letter queue: %s", mid[:100].decode(errors="replace"),
+                         queue.decode(errors="replace"), reason.decode(errors="replace"))
+        else:
+            logger.error("redis: dropped a corrupt entry %r of queue %r (no message to keep): "
+                         "%s", mid[:100].decode(errors="replace"),
+                         queue.decode(errors="replace"), reason.decode(errors="replace"))
 
 
 class _StaleBindings(Exception):

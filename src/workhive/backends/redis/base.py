@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from workhive._redact import redact
 from workhive.backends.redis.settings import UNREACHABLE, RedisSettings
 from workhive.errors import BackendError
 
@@ -88,7 +89,8 @@ class RedisBase:
         except UNREACHABLE as exc:
             raise self.settings.unavailable(exc) from exc
         except RedisError as exc:
-            raise BackendError(f"redis at {self.settings.redacted_url} failed: {exc}") from exc
+            raise BackendError(f"redis at {self.settings.redacted_url} failed: "
+                               f"{redact(str(exc), self.settings.password)}") from exc
 
     async def _guard(self, call: Callable[[Redis], Awaitable[T]]) -> T:
         """Run a plain redis-py call with the same error translation as :meth:`_run`."""
@@ -97,7 +99,8 @@ class RedisBase:
         except UNREACHABLE as exc:
             raise self.settings.unavailable(exc) from exc
         except RedisError as exc:
-            raise BackendError(f"redis at {self.settings.redacted_url} failed: {exc}") from exc
+            raise BackendError(f"redis at {self.settings.redacted_url} failed: "
+                               f"{redact(str(exc), self.settings.password)}") from exc
 
     async def wipe(self) -> None:
         """Delete every key under this backend's prefix (tests, ``workhive`` resets).

@@ -71,7 +71,7 @@ class RedisCoordination(RedisBase):
         owner read back is the one that blocked the ``SET NX``, never a key gone meanwhile."""
         ms = "" if ttl is None else str(max(1, math.ceil(ttl * 1000)))
         owner = await self._run(_CLAIM_KEY, [self._p, self._now(), key, holder, ms])
-        return owner.decode() if isinstance(owner, bytes) else str(owner)
+        return owner.decode(errors="replace") if isinstance(owner, bytes) else str(owner)
 
     async def release_key(self, key: str, holder: str) -> None:
         await self._run(_RELEASE_KEY, [self._p, self._now(), key, holder])

@@ -30,6 +30,16 @@ expired (and whose message was re-fetched by someone else) finds no member and d
 Every script takes ``ARGV[1] = P`` and ``ARGV[2] = now`` (empty: use the Redis clock, so every
 client agrees on lease deadlines). Keys are built inside the scripts, so Redis Cluster is not
 supported (one standalone or replicated Redis).
+
+Stored values are not trusted. A field another version, a hand edit or a bug left corrupt (a
+priority that is not an integer, an id with no body, a lease member without its token, a
+counter that is not a number) must not make a script fail: a failing script keeps the writes it
+made before the error and fails again on every call, wedging the queue for every worker. So
+the scripts check what they read: a message whose own fields are corrupt is moved to the
+dead-letter queue with the reason (``bury``); an entry with no message left to keep is dropped.
+Either way a note ``"dead|dropped" | queue | id | reason`` goes back to the caller
+(``FETCH``'s last element), which logs it as an error. Keys holding the wrong Redis *type*
+(a string where a hash belongs) are not repaired: Redis refuses those commands outright.
 """
 
 from __future__ import annotations
@@ -48,11 +58,6 @@ local function meta_of(q, id)
   if i then return string.sub(m, 1, i - 1), string.sub(m, i + 1) end
   return m, nil
 end
-local function push_ready(q, id, prio, front)
-  local qk = qkey(q)
-  redis.call(front and 'LPUSH' or 'RPUSH', qk .. ':r:' .. prio, id)
-  redis.call('ZADD', qk .. ':prios', -tonumber(prio), prio)
-end
 local function wake(q)
   local k = qkey(q) .. ':wake'
   redis.call('RPUSH', k, '1')
@@ -66,7 +71,59 @@ local function chunked(cmd, key, items, step)
   end
   return out
 end
-local function lease_id(m) return string.sub(m, string.find(m, '|', 1, true) + 1) end
+local function bind_version()  -- a corrupt version restarts above any value handed out
+  local k = P .. ':bind:ver'
+  local v = redis.call('GET', k) or '0'
+  if #v > 18 or not string.match(v, '^%d+$') then
+    v = string.format('%d', NOW * 1000000); redis.call('SET', k, v)
+  end
+  return v
+end
+local function lease_id(m)
+  local bar = string.find(m, '|', 1, true)
+  if not bar then return nil end
+  return string.sub(m, bar + 1)
+end
+local NOTES = {}
+local function incr_field(key, field, n)  -- HINCRBY that resets a non-integer total
+  local r = redis.pcall('HINCRBY', key, field, n)
+  if type(r) == 'table' and r.err then redis.call('HSET', key, field, n) end
+end
+local function valid_prio(p)  -- the canonical decimal of a 32-bit int, as producers write it
+  local n = tonumber(p)
+  return n ~= nil and n >= -2147483648 and n <= 2147483647 and n == math.floor(n)
+    and string.format('%d', n) == p
+end
+local function bury(q, id, reason)
+  local qk = qkey(q)
+  local body = redis.call('HGET', qk .. ':body', id)
+  local m = redis.call('HGET', qk .. ':meta', id)
+  if m then
+    local bar = string.find(m, '|', 1, true)
+    if bar then
+      local uk = P .. ':uniq:' .. string.sub(m, bar + 1)
+      if redis.call('GET', uk) == id then redis.call('DEL', uk) end
+    end
+    redis.call('HDEL', qk .. ':meta', id)
+  end
+  local what = 'dropped'
+  if body then
+    what = 'dead'
+    redis.call('HDEL', qk .. ':body', id)
+    redis.call('HSET', P .. ':dead:body', id, body)
+    redis.call('HSET', P .. ':dead:info', id, fmt(NOW) .. '|' .. #q .. '|' .. q .. reason)
+    redis.call('ZADD', P .. ':dead:idx', fmt(NOW), id)
+    redis.call('ZADD', qk .. ':dead', fmt(NOW), id)
+    incr_field(qk .. ':stats', 'failed', 1)
+  end
+  NOTES[#NOTES + 1] = what .. '|' .. #q .. '|' .. q .. '|' .. #id .. '|' .. id .. reason
+end
+local function push_ready(q, id, prio, front)
+  if not valid_prio(prio) then return bury(q, id, 'corrupt stored priority (meta field)') end
+  local qk = qkey(q)
+  redis.call(front and 'LPUSH' or 'RPUSH', qk .. ':r:' .. prio, id)
+  redis.call('ZADD', qk .. ':prios', -tonumber(prio), prio)
+end
 """
 
 _STORE = r"""
@@ -79,7 +136,8 @@ local function store(batch, id, q, prio, eta, uniq, body)
     local m = prio; if uniq ~= '' then m = prio .. '|' .. uniq end
     redis.call('HSET', qkey(q) .. ':meta', id, m)
   end
-  if eta ~= '' and tonumber(eta) > NOW then
+  local at = tonumber(eta)
+  if at and at > NOW then
     redis.call('ZADD', qkey(q) .. ':delayed', eta, id)
   else
     local lk = qkey(q) .. ':r:' .. prio
@@ -105,7 +163,7 @@ local function new_batch() return {bodies = {}, lists = {}, prios = {}, queues =
 # Returns nil when the bind version moved (publisher must reload bindings), else one entry per
 # envelope: '' (stored) or the id already holding its idempotency / unique key.
 ENQUEUE = _COMMON + _STORE + r"""
-if ARGV[4] ~= '' and (redis.call('GET', P .. ':bind:ver') or '0') ~= ARGV[4] then return nil end
+if ARGV[4] ~= '' and bind_version() ~= ARGV[4] then return nil end
 local out, batch = {}, new_batch()
 for i = 5, #ARGV, 7 do
   local id, idem, uniq = ARGV[i], ARGV[i + 4], ARGV[i + 5]
@@ -131,7 +189,11 @@ return out
 FETCH = _COMMON + r"""
 local deadline = fmt(NOW + tonumber(ARGV[3]))
 local limit = tonumber(ARGV[4])
-local token = redis.call('INCR', P .. ':seq')
+local token = redis.pcall('INCR', P .. ':seq')
+if type(token) == 'table' then  -- a corrupt counter: restart it above any token handed out
+  redis.call('SET', P .. ':seq', string.format('%d', NOW * 1000000))
+  token = redis.call('INCR', P .. ':seq')
+end
 local now_s = fmt(NOW)
 local result = {''}
 local n = 0
@@ -146,7 +208,9 @@ for i = 5, #ARGV do
   if #lost > 0 then
     for _, m in ipairs(lost) do
       local id = lease_id(m)
-      push_ready(q, id, (meta_of(q, id)), true)
+      if id then push_ready(q, id, (meta_of(q, id)), true)
+      else NOTES[#NOTES + 1] = 'dropped|' .. #q .. '|' .. q .. '|' .. #m .. '|' .. m ..
+        'corrupt lease member (no token)' end
     end
     chunked('ZREM', qk .. ':lease', lost, 400)
   end
@@ -172,6 +236,8 @@ for i = 5, #ARGV do
         local m = token .. '|' .. id
         z[#z + 1] = deadline; z[#z + 1] = m
         arr[#arr + 1] = m; arr[#arr + 1] = bodies[j]
+      else
+        bury(q, id, 'ready id without a stored body')
       end
     end
     if #z > 0 then chunked('ZADD', qk .. ':lease', z, 400) end
@@ -193,6 +259,7 @@ if n == 0 then
   end
   if nearest then result[1] = fmt(math.max(nearest - NOW, 0)) end
 end
+result[#result + 1] = NOTES
 return result
 """
 
@@ -258,8 +325,8 @@ for q, ids in pairs(done) do
   end
 end
 for q, t in pairs(totals) do
-  if t[1] > 0 then redis.call('HINCRBY', qkey(q) .. ':stats', 'processed', t[1]) end
-  if t[2] > 0 then redis.call('HINCRBY', qkey(q) .. ':stats', 'failed', t[2]) end
+  if t[1] > 0 then incr_field(qkey(q) .. ':stats', 'processed', t[1]) end
+  if t[2] > 0 then incr_field(qkey(q) .. ':stats', 'failed', t[2]) end
 end
 for q in pairs(woke) do wake(q) end
 return 0
@@ -277,6 +344,7 @@ return 0
 # ARGV: P, now, pattern, group.  Bumps the binding version only for a new binding.
 BIND = _COMMON + r"""
 if redis.call('HSETNX', P .. ':bindings', ARGV[3] .. '\n' .. ARGV[4], '1') == 1 then
+  bind_version()
   redis.call('INCR', P .. ':bind:ver')
 end
 return 0
@@ -284,7 +352,7 @@ return 0
 
 # ARGV: P, now.  Returns {version, "pattern\ngroup", ...} read atomically.
 BINDINGS = _COMMON + r"""
-local out = {redis.call('GET', P .. ':bind:ver') or '0'}
+local out = {bind_version()}
 for _, f in ipairs(redis.call('HKEYS', P .. ':bindings')) do out[#out + 1] = f end
 return out
 """
@@ -296,6 +364,7 @@ local w = math.floor(NOW / period)
 local k = P .. ':rl:w:' .. ARGV[3] .. ':' .. ARGV[4] .. ':' .. string.format('%d', w)
 local left = (w + 1) * period - NOW
 local c = tonumber(redis.call('GET', k) or '0')
+if not c then redis.call('DEL', k); c = 0 end  -- a corrupt counter starts the window over
 if c >= limit then return {0, fmt(left)} end
 redis.call('INCR', k)
 if c == 0 then redis.call('PEXPIRE', k, math.ceil(left * 1000) + 1000) end
@@ -308,7 +377,7 @@ local rate, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local k = P .. ':rl:b:' .. ARGV[3]
 local st = redis.call('HMGET', k, 't', 'ts')
 local tokens, ts = tonumber(st[1]), tonumber(st[2])
-if not tokens then tokens = burst; ts = NOW end
+if not tokens or not ts then tokens = burst; ts = NOW end
 tokens = math.min(burst, tokens + math.max(NOW - ts, 0) * rate)
 local ok, wait = 0, 0
 if tokens >= 1 then tokens = tokens - 1; ok = 1 else wait = (1 - tokens) / rate end
@@ -383,8 +452,8 @@ for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do
   out[#out + 1] = redis.call('ZCARD', qk .. ':delayed') - due
   out[#out + 1] = redis.call('ZCARD', qk .. ':lease')
   out[#out + 1] = redis.call('ZCARD', qk .. ':dead')
-  out[#out + 1] = tonumber(totals[1] or '0')
-  out[#out + 1] = tonumber(totals[2] or '0')
+  out[#out + 1] = tonumber(totals[1]) or 0
+  out[#out + 1] = tonumber(totals[2]) or 0
 end
 return out
 """

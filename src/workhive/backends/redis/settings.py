@@ -23,7 +23,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -31,6 +31,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from workhive._redact import netloc_password, redact, redact_url
 from workhive.errors import BackendUnavailable, ConfigError
 
 #: redis-py errors that mean "the server cannot be reached right now".
@@ -85,20 +86,22 @@ class RedisSettings:
     @property
     def redacted_url(self) -> str:
         """The URL for messages: the password, when there is one, shows as ``***``."""
-        parts = urlsplit(self.url)
-        if not self.password or parts.scheme == "unix":  # unix: password never in the URL
-            return self.url
-        user = parts.username or ""
-        host = parts.netloc.rsplit("@", 1)[-1]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+        return redact_url(self.url, password=self.password)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisSettings:
-        """Parse ``url`` plus keyword ``options`` (which win over query parameters)."""
+        """Parse ``url`` plus keyword ``options``.
+
+        A setting given both in the URL's query and as an option must agree: two sources that
+        disagree are a :class:`ConfigError`, never a silent choice of one of them.
+        """
         try:
             parts = urlsplit(url)
+            password = parts.password
+            parts.port  # noqa: B018 - validates the port (0-65535) here, not in redis-py
         except ValueError as exc:
-            raise ConfigError(f"invalid redis url: {exc}") from None
+            raise ConfigError(f"invalid redis url {redact_url(url)!r}: "
+                              f"{redact(str(exc), netloc_password(url))}") from None
         scheme = parts.scheme.lower()
         if scheme not in _SCHEMES:
             raise ConfigError(f"not a redis url (scheme {scheme!r}); expected one of "
@@ -106,10 +109,15 @@ class RedisSettings:
         if scheme == "redis-pubsub":
             scheme = "redis"
         query = dict(parse_qsl(parts.query))
-        password = parts.password
         if password is not None:
             password = unquote(password)
         password = query.pop("password", None) or password or os.environ.get("REDIS_PASSWORD")
+        for key in query.keys() & options.keys():
+            if key in _CONVERT and _coerce(key, query[key]) != _coerce(key, options[key]):
+                raise ConfigError(
+                    f"redis option {key!r} is set twice with different values: "
+                    f"{query[key]!r} in the URL and {options[key]!r} in the settings; "
+                    "remove one of them")
         merged: dict[str, Any] = {**query, **options}
         kept = {k: v for k, v in merged.items() if k in _REDIS_QUERY}  # passed to redis-py
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -141,7 +149,7 @@ class RedisSettings:
 
     def unavailable(self, exc: BaseException) -> BackendUnavailable:
         """The error to raise when a call failed because Redis cannot be reached."""
-        detail = str(exc).replace(self.password, "***") if self.password else str(exc)
+        detail = redact(str(exc), self.password)
         return BackendUnavailable(f"redis at {self.redacted_url} is unavailable: {detail}")
 
 

@@ -8,6 +8,8 @@ injected wall clock (shared across processes, unlike ``time.monotonic``).
 
 from __future__ import annotations
 
+import logging
+import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,8 @@ from contextlib import contextmanager
 import msgspec
 
 from workhive.backend import QueueStats, WorkerInfo
+
+logger = logging.getLogger(__name__)
 
 _HOUSEKEEP_EVERY = 600.0  # seconds between sweeps of expired keys, claims, windows, ticks
 _TICK_RETENTION = 7 * 86_400.0
@@ -56,7 +60,7 @@ class StoreExtras:
         con.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
         con.execute("DELETE FROM windows WHERE expires_at <= ?", (now,))
         con.execute("DELETE FROM ticks WHERE claimed_at <= ?", (now - _TICK_RETENTION,))
-        con.execute("DELETE FROM workers WHERE expires_at <= ?", (now - 86_400.0,))
+        con.execute("DELETE FROM workers WHERE expires_at <= ?", (now,))
 
     def claim_tick(self, job: str, tick: float) -> bool:
         with self._tx() as con:
@@ -101,7 +105,9 @@ class StoreExtras:
             self._housekeep(now)
             row = con.execute(
                 "INSERT INTO windows (key, win, hits, expires_at) VALUES (?, ?, 1, ?)"
-                " ON CONFLICT (key, win) DO UPDATE SET hits = hits + 1 WHERE hits < ?"
+                " ON CONFLICT (key, win) DO UPDATE SET"
+                " hits = CASE WHEN hits < '' THEN hits + 1 ELSE 1 END"  # text: corrupt, restart
+                " WHERE hits < ? OR hits >= ''"
                 " RETURNING hits",
                 (key, window, (window + 1) * period, limit),
             ).fetchone()
@@ -114,6 +120,8 @@ class StoreExtras:
                 "SELECT tokens, updated_at FROM buckets WHERE key = ?", (key,)
             ).fetchone()
             tokens, last = (float(burst), now) if row is None else row
+            if not all(isinstance(v, int | float) and math.isfinite(v) for v in (tokens, last)):
+                tokens, last = float(burst), now  # a corrupt bucket starts full again
             tokens = min(float(burst), tokens + max(now - last, 0.0) * rate)
             allowed = tokens >= 1.0
             if allowed:
@@ -129,8 +137,9 @@ class StoreExtras:
         con = self.con
         by_queue: dict[str, QueueStats] = {}
 
-        def get(q: str) -> QueueStats:
-            return by_queue.setdefault(q, QueueStats(q))
+        def get(q: object) -> QueueStats:  # a corrupt row must not break the whole listing
+            name = q.decode(errors="replace") if isinstance(q, bytes) else str(q)
+            return by_queue.setdefault(name, QueueStats(name))
 
         for q, ready, delayed, in_flight in con.execute(
             "SELECT queue, sum(available_at <= ?1), sum(token = 0 AND available_at > ?1),"
@@ -138,15 +147,23 @@ class StoreExtras:
             (now,),
         ):
             stat = get(q)
-            stat.ready, stat.delayed, stat.in_flight = ready, delayed, in_flight
+            stat.ready, stat.delayed, stat.in_flight = ready or 0, delayed or 0, in_flight or 0
         for q, dead in con.execute("SELECT queue, count(*) FROM dead GROUP BY queue"):
             get(q).dead = dead
         for q, processed, failed in con.execute("SELECT queue, processed, failed FROM totals"):
-            get(q).processed, get(q).failed = processed, failed
+            get(q).processed, get(q).failed = _count(processed), _count(failed)
         return sorted(by_queue.values(), key=lambda s: s.queue)
 
     def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        """Store ``info`` until ``ttl`` from now; drop records whose ttl ran out.
+
+        A killed worker never calls :meth:`forget_worker`; its record goes when the ttl it
+        advertised runs out (filtered by :meth:`workers` at once, deleted by the next
+        heartbeat of any worker).
+        """
         with self._tx() as con:
+            con.execute("DELETE FROM workers WHERE expires_at <= ? AND id <> ?",
+                        (self.clock(), info.id))
             con.execute(
                 "INSERT OR REPLACE INTO workers (id, expires_at, info) VALUES (?, ?, ?)",
                 (info.id, self.clock() + ttl, msgspec.json.encode(info)),
@@ -156,8 +173,21 @@ class StoreExtras:
         rows = self.con.execute(
             "SELECT info FROM workers WHERE expires_at > ? ORDER BY id", (self.clock(),)
         ).fetchall()
-        return [msgspec.json.decode(row[0], type=WorkerInfo) for row in rows]
+        out = []
+        for (info,) in rows:
+            try:
+                out.append(msgspec.json.decode(info, type=WorkerInfo))
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError):
+                logger.error("sqlite: skipping a worker with a corrupt heartbeat %r", info)
+        return out
 
     def forget_worker(self, worker_id: str) -> None:
         with self._tx() as con:
             con.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+
+def _count(value: object) -> int:
+    """A stored total, or 0 when the row holds something that is not a number."""
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return int(value)
+    return 0

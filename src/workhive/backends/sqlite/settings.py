@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from workhive._redact import redact_url
 from workhive.errors import ConfigError
 
 __all__ = ["MIN_POLL", "SQLiteSettings"]
@@ -62,13 +63,15 @@ class SQLiteSettings:
         """
         scheme, sep, rest = url.partition("://")
         if not sep or scheme.lower() != "sqlite":
-            raise ConfigError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+            raise ConfigError(f"not a sqlite URL: {redact_url(url)!r} "
+                              "(expected sqlite:///path/to/file.db)")
         rest, _, query = rest.partition("?")
         if rest in ("", "/"):
-            raise ConfigError(f"sqlite URL {url!r} needs a file path: sqlite:///workhive.db")
+            raise ConfigError(f"sqlite URL {redact_url(url)!r} needs a file path: "
+                              "sqlite:///workhive.db")
         if not rest.startswith("/"):
             raise ConfigError(
-                f"sqlite URL {url!r} has a host part; use sqlite:///relative.db "
+                f"sqlite URL {redact_url(url)!r} has a host part; use sqlite:///relative.db "
                 "or sqlite:////absolute/path.db"
             )
         merged: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
@@ -77,7 +80,7 @@ class SQLiteSettings:
         unknown = sorted(set(merged) - known)
         if unknown:
             raise ConfigError(
-                f"unknown sqlite option(s) {', '.join(unknown)} in {url!r}; "
+                f"unknown sqlite option(s) {', '.join(unknown)} in {redact_url(url)!r}; "
                 f"known: {', '.join(sorted(known))}"
             )
         values: dict[str, float] = {}

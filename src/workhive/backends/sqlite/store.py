@@ -38,7 +38,7 @@ from workhive.errors import SerializationError
 logger = logging.getLogger(__name__)
 
 _READY = (
-    "SELECT seq, body FROM jobs WHERE queue = ? AND available_at <= ?"
+    "SELECT seq, CAST(body AS BLOB) FROM jobs WHERE queue = ? AND available_at <= ?"
     " ORDER BY priority DESC, available_at, seq LIMIT ?"
 )
 # Stamps exactly the rows _READY returned: same parameters, same total order (seq breaks
@@ -60,6 +60,17 @@ _RELEASE = "UPDATE jobs SET available_at = 0, token = 0 WHERE seq = ? AND token 
 _BURY = (
     "INSERT OR REPLACE INTO dead (id, queue, body, reason, failed_at)"
     " SELECT id, queue, coalesce(?, body), ?, ? FROM jobs WHERE seq = ? AND token = ?"
+)
+# SQLite keeps any value in any column. Text and blobs sort after every number, so a row whose
+# priority, available_at or token is not a number is never ready and would sit forever; these
+# ranges find such rows through the jobs_ready index (see _bury_corrupt).
+_CORRUPT = (
+    "SELECT seq FROM jobs WHERE queue = ?1 AND (priority >= '' OR available_at >= ''"
+    " OR token >= '') LIMIT 100"
+)
+_BURY_CORRUPT = (
+    "INSERT OR REPLACE INTO dead (id, queue, body, reason, failed_at)"
+    " SELECT id, queue, CAST(body AS BLOB), ?, ? FROM jobs WHERE seq = ?"
 )
 _TOTALS = (
     "INSERT INTO totals (queue, processed, failed) VALUES (?, ?, ?) ON CONFLICT (queue)"
@@ -163,9 +174,11 @@ class SQLiteStore(StoreExtras):
             if out:
                 next_due, version = None, 0
             else:
+                self._bury_corrupt(con, queues, now)
                 marks = ",".join("?" * len(queues))
                 next_due = con.execute(
-                    f"SELECT min(available_at) FROM jobs WHERE queue IN ({marks})", tuple(queues)
+                    f"SELECT min(available_at) FROM jobs WHERE queue IN ({marks})"
+                    " AND available_at < ''", tuple(queues)
                 ).fetchone()[0]
                 version = con.execute("PRAGMA data_version").fetchone()[0]
         if handoff is not None and out:
@@ -176,6 +189,21 @@ class SQLiteStore(StoreExtras):
                 self.release(out)
                 return [], None, 0
         return out, next_due, version
+
+    @staticmethod
+    def _bury_corrupt(con: sqlite3.Connection, queues: Sequence[str], now: float) -> None:
+        """Move rows that can never become ready (see ``_CORRUPT``) to the dead-letter table.
+
+        Run only when a claim found nothing, so the busy path pays nothing for it.
+        """
+        reason = "corrupt stored row: priority, available_at or token is not a number"
+        for queue in queues:
+            for (seq,) in con.execute(_CORRUPT, (queue,)).fetchall():
+                con.execute(_BURY_CORRUPT, (reason, now, seq))
+                con.execute("DELETE FROM jobs WHERE seq = ?", (seq,))
+                con.execute(_TOTALS, (queue, 0, 1))
+                logger.error("sqlite: a job row (seq %d) of queue %r was corrupt and went to "
+                             "the dead-letter queue: %s", seq, queue, reason)
 
     def data_version(self) -> int:
         """Changes whenever another connection (any process) commits to the file."""
@@ -256,7 +284,7 @@ class SQLiteStore(StoreExtras):
         with self._tx() as con:
             groups = [
                 g for p, g in con.execute("SELECT pattern, grp FROM bindings")
-                if topic_matches(p, envelope.name)
+                if _binding_ok(p, g) and topic_matches(p, envelope.name)
             ]
             copies = fan_out(envelope, groups)
             self._insert(copies, [_row(c) for c in copies], self.clock())
@@ -332,3 +360,11 @@ def _dead_filter(ids: Sequence[str] | None, queue: str | None) -> tuple[str, tup
         clauses.append("queue = ?")
         params.append(queue)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
+
+
+def _binding_ok(pattern: object, group: object) -> bool:
+    """False (and an error log) for a bindings row that is not two non-empty strings."""
+    if isinstance(pattern, str) and isinstance(group, str) and pattern and group:
+        return True
+    logger.error("sqlite: ignoring a corrupt event binding %r -> %r", pattern, group)
+    return False

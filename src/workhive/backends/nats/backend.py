@@ -1,0 +1,297 @@
+"""The ``nats`` backend: tasks, delays, priorities, events, dead letters and coordination on
+NATS JetStream (nats-py), with nothing else to run beside it.
+
+How the contract maps onto JetStream (names in :mod:`~workhive.backends.nats.naming`):
+
+* **enqueue** publishes the envelope to ``P.q.<queue>.<band>`` of the work-queue stream
+  ``P_TASKS`` (``Nats-Msg-Id = <id>:<attempt>:<crc>``, so a retried publish is dropped as a
+  duplicate), or to the delay stream when it has a future ``eta`` (:mod:`.delay`). Unique and
+  idempotency keys are claimed in KV first (:mod:`.kv`).
+* **fetch** asks the durable consumer of each (queue, band), highest band first, with ``no_wait``
+  pulls; when everything is empty it waits on a core subscription to the queues' subjects (a
+  publish wakes it at once) and re-polls at least every 250 ms (naks, expired leases).
+* **lease** = the consumer's ``ack_wait``, set to the ``lease`` the worker fetches with (30 s by
+  default; a fetch with another lease updates the consumer, so give all workers of a queue the
+  same lease). **extend** sends ``+WPI`` (in progress), which restarts the server's timer.
+  A settle after this client's copy of the deadline passed is dropped (the server may have
+  redelivered the message, and it would honour a stale ack).
+* **settle**: ack = ``ack_sync`` (a request; gathered per batch); retry = publish the next attempt
+  (work or delay subject), then ack; dead = publish to ``P_DEAD``, then ack; release = ``-NAK``.
+* **events**: ``P.e.<event name>`` in the interest-retention ``P_EVENTS`` stream; ``bind`` makes
+  one durable consumer per (group, pattern filter); a group's queue is ``@group``; its retries
+  go through the task stream like any queue's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import ConsumerConfig
+
+from workhive._envelope import Envelope, encode, new_id
+from workhive.backend import (
+    Capability,
+    DeadLetter,
+    Delivery,
+    EnqueueResult,
+    Features,
+    Settlement,
+    band_of,
+    event_group,
+)
+from workhive.backends.nats.delay import DUE, Forwarder
+from workhive.backends.nats.events import NatsEvents
+from workhive.backends.nats.naming import (
+    Names,
+    msg_id,
+)
+from workhive.backends.nats.pull import Lease, Puller
+from workhive.backends.nats.settings import NatsSettings
+from workhive.errors import BackendError
+
+__all__ = ["NatsBackend", "NatsSettings"]
+
+_REPOLL = 0.25  # longest wait between polls of an idle fetch (naks and expiries wake nobody)
+_GROUPS_TTL = 5.0  # how long the list of event bindings is trusted
+
+
+class NatsBackend(NatsEvents):
+    """Durable backend on NATS JetStream; every capability of :mod:`workhive.backend`."""
+
+    name = "nats"
+
+    def __init__(self, settings: NatsSettings) -> None:
+        super().__init__(settings)
+        self.features = Features(frozenset(Capability), lease="timed",
+                                 priority_bands=settings.priority_bands, delay_resolution=0.25)
+        # group -> sorted [(consumer, pattern, filter subject)]
+        self._forwarder: Forwarder | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._totals, self._kv = {}, {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> NatsBackend:
+        """``nats://[user:password@]host:port?stream=APP`` plus options (see NatsSettings)."""
+        return cls(NatsSettings.from_url(url, **options))
+
+    async def open(self) -> None:
+        """Connect; create the streams, the forward consumer and the KV buckets. Idempotent."""
+        async with self._open_lock:
+            if self._nc is not None:
+                return
+            await self._connect()
+            try:
+                await self._create_streams()
+                await self._create_buckets()
+            except BaseException:
+                await super().close()
+                raise
+            self._background = [asyncio.create_task(self._every(1.0, self._flush_totals))]
+
+    async def close(self) -> None:
+        """Stop the forwarder, write the totals, close. Unsettled deliveries come back after
+        their ``ack_wait``."""
+        try:
+            if self._forwarder is not None:
+                forwarder, self._forwarder = self._forwarder, None
+                await forwarder.stop()
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            self._background = []
+            if self._nc is not None and self._totals:
+                await self._quietly(self._flush_totals())
+            for puller in self._pullers.values():
+                await puller.stop()
+            self._pullers.clear()
+        finally:
+            await super().close()
+
+    # -- producer -------------------------------------------------------------------------
+
+    async def enqueue(self, envelopes: Sequence[Envelope]) -> list[EnqueueResult]:
+        results: list[EnqueueResult] = []
+        send: list[tuple[Envelope, bytes]] = []
+        for env in envelopes:
+            if env.idempotency_key is not None:
+                holder = await self._claim_idempotency(env.idempotency_key, env.id)
+                if holder != env.id:
+                    results.append(EnqueueResult(holder, duplicate=True))
+                    continue
+            if env.unique_key is not None:
+                owner = await self.claim_key(f"unique:{env.unique_key}", env.id, None)
+                if owner != env.id:
+                    results.append(EnqueueResult(owner, duplicate=True))
+                    continue
+            body = encode(env)
+            send.append((env, body))
+            results.append(EnqueueResult(env.id))
+        for start in range(0, len(send), 500):
+            chunk = send[start:start + 500]
+            try:
+                await self._guard(self._publish_all([
+                    (env.queue, env.priority, body, msg_id(env.id, env.attempt, body), env.eta)
+                    for env, body in chunk]))
+            except BackendError:
+                for env, _ in send[start:]:
+                    if env.unique_key is not None:
+                        await self._quietly(self.release_key(f"unique:{env.unique_key}", env.id))
+                raise
+        return results
+
+    async def _quietly(self, call: Any) -> None:
+        try:
+            await call
+        except BackendError as exc:
+            self._note(exc)
+
+    async def _publish_all(self, items: list[tuple[str, int, bytes, str, float | None]]) -> None:
+        await asyncio.gather(*(self._publish(*item) for item in items))
+
+    async def _publish(self, queue: str, priority: int, body: bytes, msg_id: str,
+                       eta: float | None) -> None:
+        subject = self.names.task_subject(queue, band_of(priority, self.settings.priority_bands))
+        headers = {"Nats-Msg-Id": msg_id}
+        if eta is not None and eta > time.time():
+            subject = self.names.delay_subject(subject)
+            headers[DUE] = repr(eta)
+        await self.js.publish(subject, body, headers=headers)
+
+    # -- consumer -------------------------------------------------------------------------
+
+    async def fetch(
+        self, queues: Sequence[str], limit: int, *, lease: float, wait: float
+    ) -> list[Delivery]:
+        if not queues or limit <= 0:
+            return []
+        if self._forwarder is None:
+            self._forwarder = Forwarder(self)
+            self._forwarder.start()
+        end = time.monotonic() + wait
+        wake: tuple[asyncio.Event, list[Subscription]] | None = None
+        try:
+            while True:
+                out = await self._poll(queues, limit, lease)
+                remaining = end - time.monotonic()
+                if out or remaining <= 0:
+                    return out
+                if wake is None:  # subscribe, then poll again: nothing slips in between
+                    wake = await self._wake_on(queues)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake[0].wait(), min(remaining, _REPOLL))
+                wake[0].clear()
+        finally:
+            if wake is not None:
+                for sub in wake[1]:
+                    await self._quietly(self._guard(sub.unsubscribe()))
+
+    async def _wake_on(self, queues: Sequence[str]) -> tuple[asyncio.Event, list[Subscription]]:
+        event = asyncio.Event()
+
+        async def on_msg(_: Msg) -> None:
+            event.set()
+
+        subjects = [self.names.task_subject(q, 0)[:-1] + "*" for q in queues]
+        for q in queues:
+            group = event_group(q)
+            if group is not None:
+                subjects += [f for _, _, f in self._groups.get(group, [])]
+        subs = [await self._guard(self.nc.subscribe(s, cb=on_msg)) for s in set(subjects)]
+        return event, subs
+
+    async def _poll(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
+        out: list[Delivery] = []
+        timeout = self.settings.request_timeout
+        for queue in queues:
+            for puller, pattern in await self._pullers_of(queue, lease):
+                if len(out) >= limit:
+                    return out
+                for arrived, msg in await self._guard(puller.pull(limit - len(out), timeout)):
+                    receipt = Lease(msg, self._deadline(arrived, puller.ack_wait),
+                                     puller.ack_wait)
+                    if pattern is None or self._owns(queue, puller.consumer, pattern, msg):
+                        out.append(Delivery(queue, msg.data, receipt))
+                    else:  # another consumer of the group delivers it, or it does not match
+                        await self._guard(self.nc.publish(msg.reply, b"+ACK"))
+        return out
+
+    async def _pullers_of(self, queue: str, lease: float) -> list[tuple[Puller, str | None]]:
+        bands = range(self.settings.priority_bands - 1, -1, -1)
+        out: list[tuple[Puller, str | None]] = []
+        for band in bands:
+            config = ConsumerConfig(filter_subject=self.names.task_subject(queue, band))
+            out.append((await self._puller(self.names.tasks, Names.task_consumer(queue, band),
+                                           config, lease), None))
+        group = event_group(queue)
+        if group is not None:
+            if time.monotonic() - self._groups_read > _GROUPS_TTL:
+                await self._read_groups()
+            for consumer, pattern, _ in self._groups.get(group, []):
+                info = await self._guard(self.js.consumer_info(self.names.events, consumer)) \
+                    if consumer not in self._pullers else None
+                config = info.config if info is not None else ConsumerConfig()
+                out.append((await self._puller(self.names.events, consumer, config, lease),
+                            pattern))
+        return out
+
+    async def settle(self, settlements: Sequence[Settlement]) -> None:
+        now = time.time()
+        live = [s for s in settlements if isinstance(s.delivery.receipt, Lease) and
+                (s.delivery.receipt.deadline > now or s.delivery.receipt.published)]
+        await self._guard(self._apply(live))
+
+    async def _apply(self, live: list[Settlement]) -> None:
+        steps = [self._republish(s) for s in live
+                 if s.action in ("retry", "dead") and not s.delivery.receipt.published]
+        await asyncio.gather(*steps)
+        acks = [s.delivery.receipt for s in live
+                if s.action != "release" and not s.delivery.receipt.acked]
+        timeout = self.settings.request_timeout
+        await asyncio.gather(*(self.nc.request(r.msg.reply, b"", timeout=timeout) for r in acks))
+        for r in acks:
+            r.acked = True
+        for s in live:
+            if s.action == "release" and not s.delivery.receipt.acked:
+                await self.nc.publish(s.delivery.receipt.msg.reply, b"-NAK")
+                s.delivery.receipt.acked = True
+            if s.action == "ack":
+                self._count(s.delivery.queue, 1, 0)
+            elif s.action in ("retry", "dead"):
+                self._count(s.delivery.queue, 0, 1)
+        await self.nc.flush()
+        for s in live:
+            env = s.envelope
+            if s.action in ("ack", "dead") and env is not None and env.unique_key is not None:
+                await self.release_key(f"unique:{env.unique_key}", env.id)
+
+    async def _republish(self, s: Settlement) -> None:
+        receipt: Lease = s.delivery.receipt
+        body = s.body or s.delivery.body
+        env = s.envelope
+        if s.action == "retry":
+            mid = msg_id(env.id if env else new_id(), env.attempt if env else 0, body)
+            await self._publish(s.delivery.queue, env.priority if env else 0, body, mid,
+                                s.eta or None)
+        else:
+            letter = DeadLetter(env.id if env else new_id(), s.delivery.queue, body, s.reason,
+                                time.time())
+            subject, data, headers = self._letter_message(letter)
+            await self.js.publish(subject, data, headers=headers)
+        receipt.published = True
+
+    async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
+        now = time.time()
+        live = [d.receipt for d in deliveries
+                if isinstance(d.receipt, Lease) and d.receipt.deadline > now]
+        for r in live:
+            await self._guard(self.nc.publish(r.msg.reply, b"+WPI"))
+            r.deadline = self._deadline(now, r.ack_wait)
+        if live:
+            await self._guard(self.nc.flush())

@@ -1,0 +1,94 @@
+"""Inspection and clean-up for the ``rabbitmq`` backend: queue counts and ``wipe``.
+
+Why apart: counting is read-only plumbing with its own subtlety (delay levels this process never
+declared, messages between two levels), and none of it is on the hot path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiormq.exceptions import ChannelNotFoundEntity
+
+from workhive.backend import QueueStats
+from workhive.backends.rabbitmq import topology
+from workhive.backends.rabbitmq.base import RabbitMQBase
+from workhive.backends.rabbitmq.connection import DRIVER_ERRORS
+
+
+class RabbitMQAdmin(RabbitMQBase):
+    """``stats`` (for ``run(until_idle=True)`` and the inspector) and ``wipe`` (tests)."""
+
+    async def stats(self) -> list[QueueStats]:
+        """Per workhive queue used by this process: ``ready`` (summed over bands),
+        ``in_flight`` (held unsettled by this process) and ``delayed``.
+
+        ``delayed`` counts every message in the delay levels, whatever its destination (the
+        levels cannot tell), so it is the same for every queue. The counts are read twice,
+        10 ms apart, and the larger kept: a message hopping between levels (or into its
+        queue) is briefly in neither, and an undercount would end ``run(until_idle=True)``
+        early.
+        """
+        try:
+            if not self._conn.is_open:
+                await self.open()
+            queues = sorted(self._declared)
+            best = {q: QueueStats(q) for q in queues}
+            for round_ in range(2):
+                if round_:
+                    await asyncio.sleep(0.01)
+                delayed = await self._delayed()
+                channel = await self._conn.channel()
+                in_flight = self._consumers.in_flight()
+                for q in queues:
+                    ready = 0
+                    for band in range(self.names.bands_of(q)):
+                        ready += await topology.ready_count(channel, self.names.physical(q, band))
+                    stat = best[q]
+                    stat.ready = max(stat.ready, ready)
+                    stat.delayed = max(stat.delayed, delayed)
+                    stat.in_flight = max(stat.in_flight, in_flight.get(q, 0))
+        except DRIVER_ERRORS as exc:
+            raise self.settings.error(exc, "stats") from None
+        return list(best.values())
+
+    async def _delayed(self) -> int:
+        """Messages in all delay levels. Levels this process has not seen may have been
+        declared by another one; they are probed (passive declares, bottom up, until the first
+        missing one) on a throwaway channel, because a missing queue closes the channel."""
+        channel = await self._conn.channel()
+        total = 0
+        for level in range(self._levels):
+            total += await topology.ready_count(channel, self.names.levels[level])
+        if self._levels < topology.LEVELS:
+            async with self._conn.throwaway_channel() as probe:
+                for level in range(self._levels, topology.LEVELS):
+                    try:
+                        total += await topology.ready_count(probe, self.names.levels[level])
+                    except ChannelNotFoundEntity:
+                        break
+                    self._levels = level + 1
+        return total
+
+    async def wipe(self, queues: Sequence[str] = ()) -> None:
+        """Delete this prefix's exchanges, delay levels, dead queue, the ``default`` family,
+        ``queues`` (workhive names, e.g. ``"@billing"``) and every queue this instance
+        declared (tests, benchmarks). AMQP cannot list queues, so queues only other processes
+        made are not found: name them, or give each test run its own vhost."""
+        names = {*self._declared, *queues, "default"}
+        await self.close()  # drops this instance's consumers, which would redeclare queues
+        try:
+            await self.open()
+            channel = await self._conn.channel()
+            for queue in names:
+                for band in range(self.names.bands_of(queue)):
+                    await channel.queue_delete(self.names.physical(queue, band))
+            for name in (*self.names.levels, self.names.dead):  # missing ones: a no-op
+                await channel.queue_delete(name)
+            for name in (*self.names.levels, self.names.deliver, self.names.events):
+                await channel.exchange_delete(name)
+        except DRIVER_ERRORS as exc:
+            raise self.settings.error(exc, "wipe") from None
+        self._declared.clear()
+        self._levels, self._dead, self._exchanges = 0, False, False

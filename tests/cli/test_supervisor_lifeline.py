@@ -66,10 +66,28 @@ def _setup(tmp_path: Path, tasks: int, seconds: float) -> tuple[dict[str, str], 
     return env, url
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Any:
+    """A failed test must not leave workers consuming, nor pipes for a later test to trip on."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+        proc.kill()
+        proc.communicate()
+
+
 def _worker(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "workhive.cli", "worker", "--app",
+    proc = subprocess.Popen([sys.executable, "-m", "workhive.cli", "worker", "--app",
                              "napsapp:hive", *args], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _STARTED.append(proc)
+    return proc
 
 
 def _wait_for(what: str, check: object) -> None:

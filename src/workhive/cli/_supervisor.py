@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from workhive._startup_signals import SUPERVISOR_ENV, take
+from workhive._startup_signals import SIGNALS, SUPERVISOR_ENV, take
 from workhive.cli._lifeline import preexec
 
 logger = logging.getLogger("workhive.cli")
@@ -45,9 +45,15 @@ class Supervisor:
         me = os.getpid()
         env = {**os.environ, "WORKHIVE_WORKER_INDEX": str(index), SUPERVISOR_ENV: str(me)}
         cmd = [sys.executable, "-m", "workhive.cli", "worker", *self.child_args]
-        # the child dies with us (kill -9 included) and holds signals until it can take them
-        proc = subprocess.Popen(cmd, env=env, preexec_fn=functools.partial(preexec, me))
-        self.children[index] = (proc, time.monotonic())
+        # the child dies with us (kill -9 included) and holds signals until it can take them;
+        # they are blocked here too while it forks, so a signal between fork and exec stays
+        # pending in the child instead of being lost (and ours arrives once the spawn is done)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        try:
+            proc = subprocess.Popen(cmd, env=env, preexec_fn=functools.partial(preexec, me))
+            self.children[index] = (proc, time.monotonic())  # known before a signal can arrive
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         logger.info("Started worker process %d (pid %d)", index, proc.pid)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

@@ -31,11 +31,13 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from workhive._envelope import decode, make_envelope
+from workhive._envelope import decode, encode, make_envelope
 from workhive._task import RateLimit
 from workhive.backend import (
     Backend,
     Capability,
+    Coordination,
+    DeadLetter,
     Features,
     Settlement,
     SupportsDeadLetters,
@@ -437,6 +439,51 @@ async def refuses_missing_capabilities(h: Harness) -> None:
     await hive.close()
 
 
+async def coordination_store(h: Harness) -> None:
+    """Key claims and kept dead letters, the two things a store does for a transport without
+    one (a :class:`Composite` checks its store through the same calls)."""
+    a, b = h.new(), h.new()
+    if not isinstance(a, Coordination) or not isinstance(b, Coordination):
+        return  # a transport without a store: what needs one is refused (see above)
+    await a.open()
+    await b.open()
+    tag = f"{time.time_ns()}"  # stores may outlive a run (external servers): fresh keys
+    # one owner per key, seen by every client; a late release by another frees nothing
+    assert await a.claim_key(f"k{tag}", "a", 60) == "a"
+    assert await b.claim_key(f"k{tag}", "b", 60) == "a"
+    await b.release_key(f"k{tag}", "b")
+    assert await b.claim_key(f"k{tag}", "b", 60) == "a"
+    await a.release_key(f"k{tag}", "a")
+    assert await b.claim_key(f"k{tag}", "b", 60) == "b"
+    await a.release_key(f"never{tag}", "a")  # releasing what nobody holds is fine
+    # a ttl runs out; no ttl holds until released
+    assert await a.claim_key(f"brief{tag}", "a", 0.3) == "a"
+    assert await a.claim_key(f"held{tag}", "a", None) == "a"
+    await asyncio.sleep(0.6)
+    assert await b.claim_key(f"brief{tag}", "b", 0.3) == "b"
+    assert await b.claim_key(f"held{tag}", "b", None) == "a"
+    # dead letters kept for a transport: listed, counted, purged by id, kept once per id
+    queue = f"kept{tag}"
+
+    def letter(i: int, reason: str = "boom") -> DeadLetter:
+        body = encode(make_envelope("t", i, queue=queue))
+        return DeadLetter(f"{tag}-{i}", queue, body, reason, 1_700_000_000.0 + i)
+
+    await a.keep_dead([letter(1), letter(2)])
+    await b.keep_dead([letter(1, "again"), letter(3)])
+    mine = await b.dead_letters(queue=queue)
+    assert [(d.id, d.reason) for d in mine] == [(f"{tag}-1", "boom"), (f"{tag}-2", "boom"),
+                                                (f"{tag}-3", "boom")], mine
+    assert decode(mine[0].body).payload == 1 and mine[0].failed_at == 1_700_000_001.0
+    assert [d.id for d in await b.dead_letters(queue=queue, limit=1, offset=1)] == [f"{tag}-2"]
+    assert {s.queue: s.dead for s in await a.stats()}.get(queue) == 3
+    assert await a.purge_dead(ids=[f"{tag}-1", f"{tag}-3"]) == 2
+    assert [d.id for d in await b.dead_letters(queue=queue)] == [f"{tag}-2"]
+    await a.purge_dead(queue=queue)
+    await a.close()
+    await b.close()
+
+
 async def _bind(hive: Hive) -> None:
     from workhive.backend import events_of
 
@@ -457,6 +504,7 @@ SCENARIOS: list[Scenario] = [
     lost_worker_redelivers,
     bad_messages_dead_letter,
     refuses_missing_capabilities,
+    coordination_store,
 ]
 
 

@@ -248,6 +248,17 @@ async def test_delay_levels_are_declared_on_demand_and_counted_by_others(
     assert stat.delayed == 1
 
 
+async def test_a_fresh_process_counts_the_default_queue(
+    make: Callable[..., RabbitMQBackend],
+) -> None:
+    """``workhive status`` runs in a process that declared nothing; AMQP cannot list queues,
+    so ``default`` is probed (and absent until someone declares it)."""
+    assert await make().stats() == []
+    await make().enqueue([make_envelope("t", i) for i in range(2)])
+    (stat,) = await make().stats()
+    assert (stat.queue, stat.ready) == ("default", 2)
+
+
 async def test_wipe_deletes_the_topology(make: Callable[..., RabbitMQBackend],
                                          url: str) -> None:
     backend = make()

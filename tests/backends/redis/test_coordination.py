@@ -1,9 +1,7 @@
-"""The redis backend as a composite's coordination store: key claims and kept dead letters."""
+"""Coordination-store details of this backend; the shared contract (claims, ttl, kept dead
+letters) is the conformance suite's coordination_store scenario."""
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import Callable
 
 import pytest
 
@@ -23,36 +21,6 @@ async def test_is_a_coordination_store(backend: RedisBackend) -> None:
     assert isinstance(backend, Coordination)
 
 
-async def test_first_claim_wins_and_others_get_the_owner(
-    make: Callable[..., RedisBackend],
-) -> None:
-    a, b = make(), make()  # two processes on one prefix
-    assert await a.claim_key("k", "a", 60) == "a"
-    assert await b.claim_key("k", "b", 60) == "a"
-    assert await a.claim_key("k", "a", 60) == "a"
-    assert await b.claim_key("other", "b", None) == "b"
-
-
-async def test_release_only_by_the_owner(backend: RedisBackend) -> None:
-    await backend.claim_key("k", "a", None)
-    await backend.release_key("k", "b")
-    assert await backend.claim_key("k", "b", None) == "a"
-    await backend.release_key("k", "a")
-    assert await backend.claim_key("k", "b", None) == "b"
-    await backend.release_key("never-claimed", "a")  # no error
-
-
-async def test_an_expired_claim_is_free_and_no_ttl_never_expires(backend: RedisBackend) -> None:
-    assert await backend.claim_key("k", "a", 0.2) == "a"
-    assert await backend.claim_key("forever", "a", None) == "a"
-    assert await backend.claim_key("k", "b", 0.2) == "a"
-    await asyncio.sleep(0.3)
-    assert await backend.claim_key("k", "b", 0.2) == "b"
-    assert await backend.claim_key("forever", "b", None) == "a"
-    await backend.release_key("k", "a")  # the old owner's late release frees nothing
-    assert await backend.claim_key("k", "c", 0.2) == "b"
-
-
 async def test_claims_do_not_collide_with_own_keys(backend: RedisBackend, prefix: str) -> None:
     [stored] = await backend.enqueue([make_envelope("t", 1, unique_key="k", idempotency_key="k")])
     assert not stored.duplicate
@@ -62,34 +30,6 @@ async def test_claims_do_not_collide_with_own_keys(backend: RedisBackend, prefix
     assert not (await backend.enqueue([again]))[0].duplicate
     client = backend._redis()
     assert await client.get(f"{prefix}:claim:k") == b"a"
-
-
-async def test_kept_letters_are_listed_counted_and_purged(backend: RedisBackend) -> None:
-    await backend.keep_dead([letter(1), letter(2), letter(3, queue="other", reason="bad")])
-    dead = await backend.dead_letters()
-    assert [(d.id, d.queue, d.reason, d.failed_at) for d in dead] == [
-        ("d1", "rabbit", "boom", 1_700_000_001.25),
-        ("d2", "rabbit", "boom", 1_700_000_002.25),
-        ("d3", "other", "bad", 1_700_000_003.25),
-    ]
-    assert decode(dead[0].body).payload == 1
-    assert [d.id for d in await backend.dead_letters(queue="other")] == ["d3"]
-    assert [d.id for d in await backend.dead_letters(limit=1, offset=1)] == ["d2"]
-    assert {s.queue: s.dead for s in await backend.stats()} == {"other": 1, "rabbit": 2}
-    assert await backend.purge_dead(ids=["d1", "d3"]) == 2
-    assert [d.id for d in await backend.dead_letters()] == ["d2"]
-    dead_by_queue = {s.queue: s.dead for s in await backend.stats()}
-    assert (dead_by_queue["rabbit"], dead_by_queue.get("other", 0)) == (1, 0)
-
-
-async def test_keeping_the_same_id_twice_stores_one(backend: RedisBackend) -> None:
-    await backend.keep_dead([letter(1)])
-    await backend.keep_dead([letter(1, reason="again"), letter(1, reason="and again")])
-    [kept] = await backend.dead_letters()
-    assert (kept.id, kept.reason) == ("d1", "boom")
-    [stats] = await backend.stats()
-    assert stats.dead == 1
-    await backend.keep_dead([])
 
 
 async def test_replay_of_a_kept_letter_uses_this_backends_queue(backend: RedisBackend) -> None:

@@ -21,7 +21,9 @@ class RabbitMQAdmin(RabbitMQBase):
     """``stats`` (for ``run(until_idle=True)`` and the inspector) and ``wipe`` (tests)."""
 
     async def stats(self) -> list[QueueStats]:
-        """Per workhive queue used by this process: ``ready`` (summed over bands),
+        """Per workhive queue used by this process, and ``default`` (a fresh process, such as
+        ``workhive status``, has declared nothing; AMQP cannot list queues): ``ready`` (summed
+        over bands),
         ``in_flight`` (held unsettled by this process) and ``delayed``.
 
         ``delayed`` counts every message in the delay levels, whatever its destination (the
@@ -35,6 +37,9 @@ class RabbitMQAdmin(RabbitMQBase):
                 await self.open()
             queues = sorted(self._declared)
             best = {q: QueueStats(q) for q in queues}
+            if "default" not in best and await self._exists("default"):
+                queues.append("default")
+                best["default"] = QueueStats("default")
             for round_ in range(2):
                 if round_:
                     await asyncio.sleep(0.01)
@@ -52,6 +57,16 @@ class RabbitMQAdmin(RabbitMQBase):
         except DRIVER_ERRORS as exc:
             raise self.settings.error(exc, "stats") from None
         return list(best.values())
+
+    async def _exists(self, queue: str) -> bool:
+        """Whether another process declared this workhive queue (probed on a throwaway
+        channel: a passive declare of a missing queue closes its channel)."""
+        async with self._conn.throwaway_channel() as probe:
+            try:
+                await topology.ready_count(probe, self.names.physical(queue, 0))
+            except ChannelNotFoundEntity:
+                return False
+        return True
 
     async def _delayed(self) -> int:
         """Messages in all delay levels. Levels this process has not seen may have been

@@ -45,6 +45,7 @@ HOLD = 0.1  # longest wait for a higher band's records the fetcher is about to d
 #: them into other partitions (a batch forwarded from the delay tiers), so they go out in order
 COALESCE = 0.02
 POLL_MS = 200
+FETCH_WAIT_MS = 50
 #: a buffer that stays full this long (s) gets its partitions paused and polled (see above)
 FULL_POLL = 1.0
 #: a member nobody fetched from for this long (its worker stopped, the backend lives on)
@@ -78,7 +79,9 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest", session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, session_ms // 3),
             rebalance_timeout_ms=max(session_ms, 10_000), max_poll_interval_ms=300_000,
-            **settings.client_kwargs())
+            # an idle fetch waits on the broker at most this long: brokers that do not answer
+            # a long poll early when data arrives (Tansu) would otherwise add up to 500 ms
+            fetch_max_wait_ms=FETCH_WAIT_MS, **settings.client_kwargs())
         self.kafka.subscribe(self.topics, listener=self)
         self.fresh_until = 0.0
         self.broken = False

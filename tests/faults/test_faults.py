@@ -6,10 +6,7 @@ Parametrised over the durable backends; each test has its own SQLite file or Red
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,78 +16,10 @@ from typing import Any
 import pytest
 
 from tests._services import RABBIT_PREFIX, require_service, unique_name
-from tests.faults.app import faults
-from workhive import Hive
+from tests.faults.rig import Rig, finish
 from workhive.backend import Settlement
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Rig:
-    """One isolated store, a ledger directory, and helpers to run workers on them."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.ledger = tmp_path / "ledger"
-        self.ledger.mkdir()
-        self.env = {**os.environ, **env, "FAULT_LEDGER": str(self.ledger),
-                    "PYTHONPATH": str(ROOT)}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def hive(self) -> Hive:
-        saved = dict(os.environ)
-        os.environ.update({k: v for k, v in self.env.items() if k.startswith("WORKHIVE_")})
-        try:
-            hive = Hive.from_config()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        hive.include(faults)
-        return hive
-
-    def fill(self, n: int, sleep: float = 0.0) -> None:
-        async def go() -> None:
-            hive = self.hive()
-            envs = [hive.build("fault:work", {"i": i, "sleep": sleep}) for i in range(n)]
-            for start in range(0, n, 1000):
-                await hive.enqueue_many([e for e in envs[start:start + 1000] if e])
-            await hive.close()
-
-        asyncio.run(go())
-
-    def worker(self, *args: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "workhive.cli", "worker", "--app",
-               "tests.faults.app:make_hive", *args]
-        proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def lines(self) -> list[list[str]]:
-        out = []
-        for f in self.ledger.glob("*.log"):
-            out += [[*line.split(), f.stem] for line in f.read_text().splitlines()]
-        return out
-
-    def count(self, kind: str) -> Counter[int]:
-        return Counter(int(parts[1]) for parts in self.lines() if parts[0] == kind)
-
-    def wait_for(self, predicate: object, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():  # type: ignore[operator]
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met in {timeout}s; ledger: {len(self.lines())}")
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
-
 
 @pytest.fixture(params=[
     pytest.param("sqlite", marks=pytest.mark.sqlite),
@@ -126,11 +55,6 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
             await hive.close()
 
         asyncio.run(wipe())
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float = 120) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out.decode(errors="replace")
 
 
 def test_kill_9_mid_batch_loses_nothing(rig: Rig) -> None:

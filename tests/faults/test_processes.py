@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.faults.test_faults import Rig, finish
+from tests.faults.rig import Rig, finish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -8,99 +8,29 @@ as they would in production (Kafka keeps no keys).
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.backends.kafka.conftest import SESSION
-from tests.faults.app import faults
-from workhive import Hive
+from tests.faults.rig import Rig, finish
 
 pytestmark = [pytest.mark.kafka, pytest.mark.integration, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[3]
-
-
-class Rig:
-    """One topic prefix and group prefix, a coordination file, a ledger directory."""
-
-    def __init__(self, tmp_path: Path, kafka_url: str) -> None:
-        tag = uuid.uuid4().hex[:10]
-        self.ledger = tmp_path / "ledger"
-        self.ledger.mkdir()
-        self.env = {**os.environ, "FAULT_LEDGER": str(self.ledger), "PYTHONPATH": str(ROOT),
-                    "WORKHIVE_BACKEND": f"{kafka_url}?topic=f{tag}&group=g{tag}"
-                                        f"&session_timeout={SESSION:g}",
-                    "WORKHIVE_COORDINATION": f"sqlite:///{tmp_path / 'c.db'}"}
-        self.env.pop("WORKHIVE_CONFIG", None)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def fill(self, n: int, sleep: float = 0.0) -> None:
-        async def go() -> None:
-            hive = Hive(self.env["WORKHIVE_BACKEND"],
-                        coordination=self.env["WORKHIVE_COORDINATION"])
-            hive.include(faults)
-            await hive.open()
-            envs = [hive.build("fault:work", {"i": i, "sleep": sleep}) for i in range(n)]
-            for start in range(0, n, 1000):
-                await hive.enqueue_many([e for e in envs[start:start + 1000] if e])
-            await hive.close()
-
-        asyncio.run(go())
-
-    def worker(self, *args: str) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "workhive.cli", "worker", "--app",
-               "tests.faults.app:make_hive", *args]
-        proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        return proc
-
-    def lines(self) -> list[list[str]]:
-        out = []
-        for f in self.ledger.glob("*.log"):
-            out += [[*line.split(), f.stem] for line in f.read_text().splitlines()]
-        return out
-
-    def count(self, kind: str, pid: int | None = None) -> Counter[int]:
-        return Counter(int(p[1]) for p in self.lines()
-                       if p[0] == kind and (pid is None or p[3] == str(pid)))
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"condition not met in {timeout}s; ledger: {len(self.lines())}")
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
 
 
 @pytest.fixture
 def rig(tmp_path: Path, kafka_url: str) -> Iterator[Rig]:
-    rig = Rig(tmp_path, kafka_url)
+    tag = uuid.uuid4().hex[:10]
+    rig = Rig(tmp_path, {
+        "WORKHIVE_BACKEND": f"{kafka_url}?topic=f{tag}&group=g{tag}&session_timeout={SESSION:g}",
+        "WORKHIVE_COORDINATION": f"sqlite:///{tmp_path / 'c.db'}"})
+    rig.env.pop("WORKHIVE_CONFIG", None)
     yield rig
     rig.stop_all()
-
-
-def finish(proc: subprocess.Popen[bytes], timeout: float = 180) -> str:
-    out, _ = proc.communicate(timeout=timeout)
-    return out.decode(errors="replace")
 
 
 def test_kill_9_one_of_two_workers_loses_nothing(rig: Rig) -> None:

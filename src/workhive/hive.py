@@ -64,13 +64,7 @@ class Hive:
         middleware: Sequence[Middleware] | None = None,
     ) -> None:
         self.config = config or HiveConfig()
-        self.backend: Backend = self._build(backend, self.config.backend_url())
-        if coordination is None and self.config.coordination_url():
-            coordination = self.config.coordination_url()
-        if coordination is not None:
-            from workhive.backends.composite import Composite
-
-            self.backend = Composite(self.backend, self._build(coordination, ""))
+        self.backend: Backend = self.connect(backend, coordination)
         self.flags: dict[str, bool] = dict(self.config.worker.tasks)
         self.flags.update(flags or {})
         self.middleware: list[Middleware] = (
@@ -83,6 +77,18 @@ class Hive:
         self.modules: list[Module] = []
         self.services: list[Service] = []
         self._opened = False
+
+    def connect(self, backend: str | Backend | None = None,
+                coordination: str | Backend | None = None) -> Backend:
+        """The backend this hive uses for ``backend`` (default: the config's), wrapped with
+        its coordination store (default: ``worker.coordination``) when there is one."""
+        transport = self._build(backend, self.config.backend_url())
+        store = coordination if coordination is not None else self.config.coordination_url()
+        if not store:
+            return transport
+        from workhive.backends.composite import Composite
+
+        return Composite(transport, self._build(store, ""))
 
     def _build(self, backend: str | Backend | None, default_url: str) -> Backend:
         if backend is None or isinstance(backend, str):
@@ -159,10 +165,15 @@ class Hive:
             require(self.backend, Capability.PRIORITY, f"priority of {name}")
         if options.unique:
             require(self.backend, Capability.UNIQUE, f"unique task {name}")
+        self._check_hold(options.timeout, name)
+
+    def _check_hold(self, timeout: float | None, name: str) -> None:
+        """A timeout the backend cannot honour (it takes a message back after ``max_hold``,
+        RabbitMQ's consumer_timeout) is refused where it is declared or asked for."""
         hold = self.backend.features.max_hold
-        if options.timeout is not None and hold is not None and options.timeout > hold:
+        if timeout is not None and hold is not None and timeout > hold:
             raise CapabilityError(
-                f"{name!r}: timeout {options.timeout:g}s is longer than the {self.backend.name!r} "
+                f"{name!r}: timeout {timeout:g}s is longer than the {self.backend.name!r} "
                 f"backend lets a message be held unacknowledged ({hold:g}s; RabbitMQ's "
                 "consumer_timeout); lower the timeout or raise the server's limit and declare it "
                 "in the backend URL")
@@ -316,10 +327,7 @@ class Hive:
             require(self.backend, Capability.DELAY, f"delayed task {name}")
         if priority:
             require(self.backend, Capability.PRIORITY, f"priority for task {name}")
-        hold = self.backend.features.max_hold
-        if timeout is not None and hold is not None and timeout > hold:
-            raise CapabilityError(f"timeout {timeout:g}s for task {name!r} is longer than the "
-                                  f"{self.backend.name!r} backend holds a message ({hold:g}s)")
+        self._check_hold(timeout, name)
         if idempotency_key is not None or unique_key is not None or (task and task.options.unique):
             require(self.backend, Capability.UNIQUE, f"unique/idempotent task {name}")
         if task is not None and task.options.unique and unique_key is None:

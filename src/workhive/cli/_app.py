@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from workhive.backend import Capability, require
-from workhive.backends import open_backend
 from workhive.cli._common import CliError
 from workhive.config import HiveConfig, load_config
 from workhive.hive import Hive
@@ -132,13 +131,7 @@ def use_backend(hive: Hive, url: str) -> None:
     The hive was built against another backend, so the capability checks ``include`` made are
     repeated here for the new one.
     """
-    hive.backend = open_backend(url, **hive.config.backend_options(url))
-    coordination = hive.config.coordination_url()
-    if coordination:
-        from workhive.backends.composite import Composite
-
-        store = open_backend(coordination, **hive.config.backend_options(coordination))
-        hive.backend = Composite(hive.backend, store)
+    hive.backend = hive.connect(url)
     if hive.subscribers:
         require(hive.backend, Capability.EVENTS, "the app's subscribers")
     if hive.crons:

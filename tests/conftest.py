@@ -14,7 +14,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests._services import RABBIT_PREFIX, reachable, service_url
+from tests._services import RABBIT_PREFIX, in_ci, reachable, service_url
+from tests.backends.kafka.tansu import Broker, skip_reason, start_tansu, stop_tansu
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Broker]:
+    """One private Tansu broker (Kafka API) per test run, for every folder that needs Kafka."""
+    reason = skip_reason()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"CI needs every broker: {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        broker = start_tansu()
+    except RuntimeError as exc:
+        if in_ci():
+            pytest.fail(f"CI needs every broker: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    yield broker
+    stop_tansu(broker)
 
 
 def _names(kind: str) -> list[str]:

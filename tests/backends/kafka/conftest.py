@@ -1,4 +1,4 @@
-"""Fixtures for the kafka backend tests: one Tansu broker per run, fresh names per test.
+"""Fixtures for the kafka backend tests: fresh names per test (the broker is tests/conftest.py's).
 
 A missing broker binary skips (locally) or fails (``CI=true``) with the reason. Every test gets
 its own topic prefix and consumer-group prefix (Tansu rejoins of a reused group stall), and
@@ -8,13 +8,12 @@ short session timeouts so group joins and failovers take about a second.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from tests._services import in_ci
-from tests.backends.kafka.tansu import Broker, skip_reason, start_tansu, stop_tansu
+from tests.backends.kafka.tansu import Broker
 from workhive.backends.kafka import KafkaBackend
 
 #: session timeout (s) the tests use: Tansu joins take about this long
@@ -24,23 +23,6 @@ SESSION = 1.0
 def pytest_configure(config: pytest.Config) -> None:
     # also in pyproject once the lead adds it; registering twice is harmless
     config.addinivalue_line("markers", "kafka: needs a Kafka-API broker (Tansu in tests)")
-
-
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[Broker]:
-    reason = skip_reason()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"CI needs every broker: {reason}", pytrace=False)
-        pytest.skip(reason)
-    try:
-        broker = start_tansu()
-    except RuntimeError as exc:
-        if in_ci():
-            pytest.fail(f"CI needs every broker: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    yield broker
-    stop_tansu(broker)
 
 
 @pytest.fixture

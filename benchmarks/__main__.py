@@ -1,11 +1,16 @@
 """``python -m benchmarks [--backend sqlite|redis|postgres|rabbitmq|nats|kafka|all] [--n N]
-[--json]``.
+[--work noop|redis-incr] [--json]``.
 
 For each backend: enqueue rate (batches of 1,000 through ``Hive.enqueue_many``), drain rate of
-no-op tasks by ONE worker process from a pre-filled queue, enqueue-to-start latency p50/p99 at a
-low rate (100 probes, 20 ms apart) with an idle worker, the worker's peak RSS, and the same N
+tasks by ONE worker process from a pre-filled queue, enqueue-to-start latency p50/p99 at a low
+rate (100 probes, 20 ms apart) with an idle worker, the worker's peak RSS, and the same N
 messages moved by a minimal hand-written loop on the same store (``raw_drain_per_s``), so the
-result reads as a ratio. ``--commandlog`` runs the command-log benchmark instead.
+result reads as a ratio. Each task (in the worker and in the raw loop alike) does nothing, or
+with ``--work redis-incr`` one Redis ``INCR`` (:mod:`benchmarks._work`; the counter is checked
+to equal N). ``worker_cpu_us_per_task`` is the worker's CPU time per drained task, steadier
+than the rates on a busy host. ``--commandlog`` runs the command-log benchmark instead.
+``--scaling`` measures the drain rate with ``--processes`` worker processes (1, 2 and 4) per
+backend, clusters included (:mod:`benchmarks.scaling`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks._app import make_hive
+from benchmarks._app import make_hive, task_for
+from benchmarks._work import KEY_ENV, WORKS, check, counted, new_key, take_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,10 +44,10 @@ def _worker(mode: str, url: str, prefix: str | None, env: dict[str, str], *extra
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-async def _fill(url: str, prefix: str | None, n: int) -> float:
+async def _fill(url: str, prefix: str | None, n: int, work: str) -> float:
     hive = make_hive(url, prefix)
     await hive.open()
-    envs = [hive.build("bench:noop", {"i": i}) for i in range(n)]
+    envs = [hive.build(task_for(work), {"i": i}) for i in range(n)]
     started = time.perf_counter()
     for start in range(0, n, 1000):
         await hive.enqueue_many([e for e in envs[start:start + 1000] if e is not None])
@@ -83,7 +89,7 @@ def _latency(url: str, prefix: str | None, tmp: Path) -> tuple[float, float]:
     return statistics.median(samples), p99
 
 
-def run_backend(name: str, n: int) -> dict[str, Any]:
+def run_backend(name: str, n: int, work: str = "noop") -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
         prefix: str | None = None
@@ -91,33 +97,33 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             from benchmarks.raw_sqlite import raw_drain_per_s as raw_sqlite
 
             url = f"sqlite:///{tmp / 'bench.db'}"
-            raw = raw_sqlite(str(tmp / "raw.db"), n)
+            raw = raw_sqlite(str(tmp / "raw.db"), n, work=work)
         elif name == "redis":
             from benchmarks.raw_redis import raw_drain_per_s as raw_redis
 
             url = os.environ.get("WORKHIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
             prefix = f"bench-{uuid.uuid4().hex[:8]}"
-            raw = raw_redis(url, n)
+            raw = raw_redis(url, n, work=work)
         elif name == "postgres":
             from benchmarks.raw_postgres import raw_drain_per_s as raw_postgres
 
             base = os.environ.get("WORKHIVE_TEST_POSTGRES_URL",
                                   "postgresql://postgres@127.0.0.1:5432/test")
             url = f"{base}?schema=bench_{uuid.uuid4().hex[:8]}"
-            raw = raw_postgres(base, n)
+            raw = raw_postgres(base, n, work=work)
         elif name == "rabbitmq":
             from benchmarks.raw_rabbitmq import raw_drain_per_s as raw_rabbitmq
 
             url = os.environ.get("WORKHIVE_TEST_RABBITMQ_URL",
                                  "amqp://guest:guest@127.0.0.1:5672/")
             prefix = f"bench-{uuid.uuid4().hex[:8]}"  # the exchange option: names every queue
-            raw = raw_rabbitmq(url, n)
+            raw = raw_rabbitmq(url, n, work=work)
         elif name == "nats":
             from benchmarks.raw_nats import raw_drain_per_s as raw_nats
 
             url = os.environ.get("WORKHIVE_TEST_NATS_URL", "nats://127.0.0.1:4222")
             prefix = f"BENCH_{uuid.uuid4().hex[:8]}"  # the stream option
-            raw = raw_nats(url, n)
+            raw = raw_nats(url, n, work=work)
         elif name == "kafka":
             from tests.backends.kafka.tansu import start_tansu, stop_tansu
 
@@ -127,12 +133,14 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
             stack.callback(stop_tansu, broker)
             url = broker.url + "?session_timeout=1"
             prefix = f"bench-{uuid.uuid4().hex[:8]}"  # the topic option
-            raw = raw_kafka(broker.url, n)
+            raw = raw_kafka(broker.url, n, work=work)
         else:
             raise SystemExit(f"unknown backend {name!r}")
+        key = new_key()
         try:
-            enqueue_rate = asyncio.run(_fill(url, prefix, n))
-            drained = _worker("drain", url, prefix, {}, "--n", str(n))
+            enqueue_rate = asyncio.run(_fill(url, prefix, n, work))
+            drained = _worker("drain", url, prefix, {KEY_ENV: key}, "--n", str(n))
+            counted(work, take_count(work, key), n)
             p50, p99 = _latency(url, prefix, tmp)
         finally:
             if (prefix or name == "postgres") and name != "kafka":
@@ -140,11 +148,13 @@ def run_backend(name: str, n: int) -> dict[str, Any]:
     return {
         "backend": name,
         "n": n,
+        "work": work,
         "enqueue_per_s": round(enqueue_rate),
         "drain_per_s": round(drained["drain_per_s"]),
         "p50_ms": round(p50, 3),
         "p99_ms": round(p99, 3),
         "worker_rss_mb": round(drained["rss_mb"], 1),
+        "worker_cpu_us_per_task": round(drained["cpu_s"] / n * 1e6),
         "raw_drain_per_s": round(raw),
         "drain_vs_raw": round(drained["drain_per_s"] / raw, 3),
     }
@@ -155,18 +165,34 @@ def main() -> None:
     parser.add_argument("--backend", default="all",
                         help="sqlite, redis, postgres, rabbitmq, nats, kafka or all")
     parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--work", default="noop", choices=WORKS,
+                        help="what each task does: nothing, or one Redis INCR")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--commandlog", action="store_true")
+    parser.add_argument("--scaling", action="store_true",
+                        help="drain rate against worker processes (benchmarks/scaling.py)")
+    parser.add_argument("--processes", default="1,2,4",
+                        help="--scaling: worker process counts, comma-separated")
+    parser.add_argument("--queues", type=int, default=4,
+                        help="--scaling: queues the tasks are spread over")
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="--scaling: tasks in flight per worker process")
     args = parser.parse_args()
     if args.commandlog:
         from benchmarks import commandlog
 
         results = commandlog.run()
+    elif args.scaling:
+        from benchmarks import scaling
+
+        names = list(scaling.BACKENDS) if args.backend == "all" else args.backend.split(",")
+        counts = [int(p) for p in args.processes.split(",")]
+        results = scaling.run(names, args.n, counts, args.queues, args.concurrency)
     else:
         names = (["sqlite", "redis", "postgres", "rabbitmq", "nats", "kafka"]
                  if args.backend == "all"
                  else args.backend.split(","))
-        results = [run_backend(name, args.n) for name in names]
+        results = [run_backend(name, args.n, check(args.work)) for name in names]
     for result in results:
         if args.json:
             print(json.dumps(result))

@@ -1,4 +1,5 @@
-"""The benchmark app: a no-op task and a latency probe, on whatever backend the env names."""
+"""The benchmark app: a no-op task, a one-``INCR`` task (``--work redis-incr``) and a latency
+probe, on whatever backend the env names."""
 
 from __future__ import annotations
 
@@ -6,14 +7,29 @@ import os
 import time
 from typing import Any
 
+from benchmarks._work import KEY_ENV, Work
 from workhive import Hive, Module, TaskContext
 
 bench = Module("bench")
+_work: list[Work] = []  # made on first use, in the worker process
 
 
 @bench.task("bench:noop")
 async def noop(p: Any) -> None:
     return None
+
+
+@bench.task("bench:incr")
+async def incr(p: Any) -> None:
+    """One Redis INCR on the key the benchmark passed in ``$BENCH_WORK_KEY``."""
+    if not _work:
+        _work.append(Work("redis-incr", os.environ[KEY_ENV]))
+    await _work[0]()
+
+
+def task_for(work: str) -> str:
+    """The task that does ``work`` (see :mod:`benchmarks._work`)."""
+    return "bench:noop" if work == "noop" else "bench:incr"
 
 
 @bench.task("bench:probe")

@@ -5,7 +5,7 @@ messages with publisher confirms (gathered 500 at a time), then times only the d
 consumer with prefetch 100 whose callback "handles" each message (a counter) and acks it
 right after the handler. That is the least a correct at-least-once consumer can do on
 RabbitMQ: no priorities, no retries, no dead letters, no batching. It is the ceiling, not a
-competitor.
+competitor. With ``work="redis-incr"`` the handler is one Redis ``INCR``.
 
 Run: ``python benchmarks/raw_rabbitmq.py [--url amqp://guest:guest@127.0.0.1:5672/] [-n 20000]``.
 """
@@ -21,11 +21,14 @@ import uuid
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
+from benchmarks._work import WORKS, Work, counted
+
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
-async def _raw(url: str, n: int) -> float:
+async def _raw(url: str, n: int, work: str) -> float:
     connection = await aio_pika.connect_robust(url)
+    handler = Work(work)
     name = f"bench.raw.{uuid.uuid4().hex[:8]}"
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -46,7 +49,8 @@ async def _raw(url: str, n: int) -> float:
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             nonlocal handled
-            handled += 1  # the "handler"
+            await handler()
+            handled += 1
             await message.ack()
             if handled >= n:
                 done.set()
@@ -56,16 +60,18 @@ async def _raw(url: str, n: int) -> float:
         await done.wait()
         elapsed = time.perf_counter() - start_t
         assert handled == n, (handled, n)
+        counted(work, await handler.count(), n)
         await consuming.cancel(tag)
         await queue.delete(if_unused=False, if_empty=False)
         return n / elapsed
     finally:
+        await handler.aclose()
         await connection.close()
 
 
-def raw_drain_per_s(url: str, n: int) -> float:
+def raw_drain_per_s(url: str, n: int, work: str = "noop") -> float:
     """Messages per second drained by the minimal consume + ack loop."""
-    return asyncio.run(_raw(url, n))
+    return asyncio.run(_raw(url, n, work))
 
 
 def main() -> None:
@@ -73,8 +79,9 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL)
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", default="noop", choices=WORKS)
     args = parser.parse_args()
-    rates = [raw_drain_per_s(args.url, args.n) for _ in range(args.runs)]
+    rates = [raw_drain_per_s(args.url, args.n, args.work) for _ in range(args.runs)]
     print(json.dumps({"raw_drain_per_s": round(max(rates)), "runs": [round(r) for r in rates]}))
 
 

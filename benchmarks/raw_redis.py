@@ -5,7 +5,8 @@ only the drain: pop 100 at a time (``LPOP key 100``) and "handle" each message w
 ``INCR``, the same work the issue's peer comparison gave each task. It uses the synchronous
 client with the hiredis parser, the cheapest loop redis-py offers, so the workhive/raw ratio is
 an honest upper-bound comparison. It has no acks, leases, retries or priorities: it is the
-ceiling, not a competitor.
+ceiling, not a competitor. Its handler *is* one ``INCR`` whatever ``work`` says, so
+``--work redis-incr`` (:mod:`benchmarks._work`) runs the same loop.
 
 Run: ``python benchmarks/raw_redis.py [--url redis://127.0.0.1:6379/0] [-n 20000]``.
 """
@@ -20,8 +21,9 @@ import uuid
 import redis
 
 
-def raw_drain_per_s(url: str, n: int) -> float:
-    """Messages per second drained by the minimal pop-100 + pipelined-INCR loop."""
+def raw_drain_per_s(url: str, n: int, work: str = "noop") -> float:
+    """Messages per second drained by the minimal pop-100 + pipelined-INCR loop (the INCR is
+    the handler for every ``work``)."""
     client = redis.Redis.from_url(url)
     key = f"bench:raw:{uuid.uuid4().hex}"
     counter = f"{key}:handled"

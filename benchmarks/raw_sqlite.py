@@ -4,6 +4,8 @@
 only the drain: claim a batch (``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE``) and delete
 it, batch after batch, with the same pragmas and batch size the backend uses. Anything the
 backend does on top of this loop (lease tokens, priorities, stats) shows up as the ratio.
+With ``work="redis-incr"`` each claimed batch is handled by one Redis ``INCR`` per row,
+pipelined in one round trip, before it is deleted.
 
 Run directly: ``python -m benchmarks.raw_sqlite [n]``.
 """
@@ -16,13 +18,16 @@ import sys
 import tempfile
 import time
 
+from benchmarks._work import SyncWork, counted
+
 BATCH = 100  # the batch size the backend benchmark fetches
 BODY = b"x" * 100  # about the size of an encoded no-op envelope
 
 
-def raw_drain_per_s(path: str, n: int, batch: int = BATCH) -> float:
+def raw_drain_per_s(path: str, n: int, batch: int = BATCH, work: str = "noop") -> float:
     """Messages per second moved by claim+delete over a pre-filled table at ``path``."""
     con = sqlite3.connect(path, isolation_level=None)
+    handler = SyncWork(work)
     try:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")
@@ -53,13 +58,16 @@ def raw_drain_per_s(path: str, n: int, batch: int = BATCH) -> float:
             con.execute("COMMIT")
             if not rows:
                 break
+            handler.run(len(rows))
             con.execute("BEGIN IMMEDIATE")
             con.executemany("DELETE FROM raw_jobs WHERE seq = ?", ((r[0],) for r in rows))
             con.execute("COMMIT")
             done += len(rows)
         elapsed = time.perf_counter() - start
         con.execute("DROP TABLE raw_jobs")
+        counted(work, handler.count(), n)
     finally:
+        handler.close()
         con.close()
     assert done == n, (done, n)
     return n / elapsed

@@ -9,6 +9,7 @@ deletes over AMQP), instead of a slow vhost per test.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 
@@ -16,6 +17,11 @@ import pytest
 
 from tests._services import RABBIT_PREFIX, in_ci, reachable, service_url
 from tests.backends.kafka.tansu import Broker, skip_reason, start_tansu, stop_tansu
+
+# pytest-xdist's workers set COLUMNS=80 (and LINES); the CLI's tables would be cut at 80 columns
+# there and not in a plain run. Tests see what a pipe sees, whichever way they are run.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture(scope="session")

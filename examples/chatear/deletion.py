@@ -1,63 +1,66 @@
-"""Seed 003's user-deletion worker: soft delete, a recovery window, then a purge.
+"""The user-deletion worker: soft delete, a recovery window, then a purge.
 
-The flow, all of it workhive tasks and events:
+The flow, all of it workhive events and tasks:
 
-1. ``users.deletion_requested`` (event, group ``deletion``) forwards to the ``users:delete``
-   task. The hop exists because rate limits are a task option: the seed's "at most 10
-   deletions per day in all" is ``RateLimit(10, DAY)`` on ``users:delete``, and the 11th is
-   *deferred* to the next window (kept delayed, not failed).
-2. ``users:delete`` soft-deletes the user (``deleted_at``/``purge_at``) with an audit row in
-   one transaction, then enqueues ``users:purge`` delayed by the recovery window
-   (``unique_key`` = user id: one pending purge per user) and the
-   ``account_deletion_scheduled`` email. Both keys derive from the stored deletion, so a
-   redelivered ``users:delete`` schedules nothing twice.
-3. ``users.recovery_requested`` (the user clicked the link) restores the account while the
-   window is open, with an audit row.
-4. ``users:purge`` hard-deletes and audits — unless the user was restored (``Skip``), or was
-   restored and deleted again, in which case the pending purge waits for the new window
-   (``Retry(count=False)``, not a failure) because the unique key kept a second purge out.
-5. ``users:send_recovery_email`` re-sends the recovery link on request, at most twice per user
-   per day (``RateLimit(2, DAY, key="user_id", on_limit="reject")``): the third goes to the
+1. ``user.delete`` ``{"user_id": ...}`` (group ``user-deletion``) soft-deletes the user
+   (``users.is_deleted``), opens a row in ``user_deletions`` due at the end of the recovery
+   window and writes an audit row, in one transaction; then enqueues ``users:purge`` for that
+   deletion, delayed by the window, and publishes the "deletion scheduled" ``email.send``.
+   At most **10 deletions per day in all**: ``RateLimit(10, day)`` on the subscriber, counted
+   in the coordination store (Redis on the production stack); the 11th is *deferred* to the
+   next day (kept delayed, not failed).
+2. ``user.recover`` (the user clicked the link) restores the account while the window is open,
+   and marks the deletion ``recovered``, with an audit row.
+3. ``users:purge`` removes the user of a deletion that is due and still scheduled, and audits
+   it; a deletion that was recovered is skipped. A user who recovers and is deleted again has
+   a new deletion and its own purge.
+4. ``users:send_recovery_email`` re-sends the recovery link on request, at most **2 per user
+   per day** (``RateLimit(2, day, key="user_id", on_limit="reject")``): the third goes to the
    dead-letter queue with the rate-limit reason, where support can see it.
 
-Rate-limit counters live in the workhive backend (SQL rows, Redis keys), not in process
-memory, so they hold across every worker process.
+Every step is safe to run twice (at-least-once delivery): the store finds the deletion already
+open and returns it, the purge task's unique key is the deletion id, and each mail's key is
+derived from the deletion (or the request), so a redelivered step sends nothing twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
 
 import msgspec
 from examples.chatear.notifications import send_email
-from examples.chatear.settings import DAY, Settings
-from examples.chatear.store import Store, User
+from examples.chatear.settings import Settings
+from examples.chatear.store import Deletion, Store, User
 
 from workhive import Hive, Module, RateLimit, TaskContext
 from workhive.errors import Retry, Skip
 
 logger = logging.getLogger(__name__)
 
-EVENT_DELETION_REQUESTED = "users.deletion_requested"
-EVENT_RECOVERY_REQUESTED = "users.recovery_requested"
-TASK_DELETE = "users:delete"
+EVENT_USER_DELETE = "user.delete"
+EVENT_USER_RECOVER = "user.recover"
 TASK_PURGE = "users:purge"
 TASK_SEND_RECOVERY_EMAIL = "users:send_recovery_email"
-DELETION_QUEUE = "deletions"
+GROUP = "user-deletion"
+DELETION_QUEUE = f"@{GROUP}"
 PURGE_QUEUE = "purges"
-GROUP = "deletion"
+RECOVERY_EMAIL_QUEUE = "recovery-emails"
 
-DELETIONS_PER_DAY = RateLimit(10, DAY, on_limit="defer")
-RECOVERY_EMAILS_PER_USER_PER_DAY = RateLimit(2, DAY, key="user_id", on_limit="reject")
+DELETIONS_PER_DAY = 10
+RECOVERY_EMAILS_PER_USER_PER_DAY = 2
 
 
 class UserRef(msgspec.Struct, frozen=True):
-    """Every payload of this worker, as in the seed: ``{"user_id": "..."}``."""
+    """``user.delete`` / ``user.recover`` payload, as Chatear publishes it."""
 
     user_id: str
+
+
+class PurgeRequest(msgspec.Struct, frozen=True):
+    user_id: str
+    deletion_id: int
 
 
 def _when(ts: float) -> str:
@@ -65,83 +68,80 @@ def _when(ts: float) -> str:
 
 
 class DeletionWorker:
-    """The handlers, bound to settings and the SQL store."""
+    """The handlers, bound to settings and the store."""
 
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
 
-    def _mail_vars(self, user: User) -> dict[str, str]:
-        assert user.purge_at is not None
-        return {"name": user.name or user.email, "purge_at": _when(user.purge_at),
+    def _mail_vars(self, user: User, deletion: Deletion) -> dict[str, str]:
+        return {"name": user.name or user.email, "purge_at": _when(deletion.purge_at),
                 "recover_url": f"{self.settings.public_url}/account/recover?user={user.id}"}
 
-    async def on_deletion_requested(self, e: UserRef, ctx: TaskContext) -> None:
-        # the event copy's id is stable across redeliveries: one users:delete per event
-        await ctx.enqueue(TASK_DELETE, e, idempotency_key=f"delete:{ctx.id}")
-
-    async def delete(self, p: UserRef, ctx: TaskContext) -> None:
+    async def on_delete(self, e: UserRef, ctx: TaskContext) -> None:
         now = time.time()
-        result = await asyncio.to_thread(self.store.soft_delete, p.user_id, now,
-                                         now + self.settings.recovery_seconds)
-        if result is None:
-            logger.warning("deletion of unknown user %s ignored (already purged?)", p.user_id)
+        scheduled = await self.store.schedule_deletion(e.user_id, now,
+                                                       now + self.settings.recovery_seconds)
+        if scheduled is None:
+            logger.warning("deletion of unknown user %s ignored (already purged?)", e.user_id)
             raise Skip
-        user = result.user
-        assert user.deleted_at is not None and user.purge_at is not None
-        await ctx.enqueue(TASK_PURGE, p, delay=max(user.purge_at - time.time(), 0.0),
-                          unique_key=user.id)
-        await send_email(ctx, user.email, "account_deletion_scheduled", self._mail_vars(user),
-                         key=f"deletion-scheduled:{user.id}:{user.deleted_at!r}")
+        deletion, user = scheduled.deletion, scheduled.user
+        await ctx.enqueue(TASK_PURGE, PurgeRequest(user.id, deletion.id),
+                          delay=max(deletion.purge_at - time.time(), 0.0),
+                          unique_key=f"purge:{deletion.id}")
+        await send_email(ctx, user.email, "account_deletion_scheduled",
+                         self._mail_vars(user, deletion), key=f"deletion-scheduled:{deletion.id}")
         logger.info("user %s soft-deleted%s; purge at %s", user.id,
-                    "" if result.changed else " (already)", _when(user.purge_at))
+                    "" if scheduled.changed else " (already)", _when(deletion.purge_at))
 
-    async def on_recovery_requested(self, e: UserRef) -> None:
-        status = await asyncio.to_thread(self.store.restore, e.user_id, time.time())
+    async def on_recover(self, e: UserRef) -> None:
+        status = await self.store.recover(e.user_id, time.time())
         logger.info("recovery of user %s: %s", e.user_id, status)
 
-    async def purge(self, p: UserRef) -> None:
-        outcome = await asyncio.to_thread(self.store.purge, p.user_id, time.time())
-        if outcome.status == "not_due":
-            # restored and deleted again: this purge holds the unique key, so it waits for
-            # the new window itself (not counted as an attempt)
+    async def purge(self, p: PurgeRequest) -> None:
+        outcome = await self.store.purge(p.deletion_id, time.time())
+        if outcome.status == "not_due":  # a clock behind the one that scheduled it
             raise Retry(outcome.remaining, count=False,
-                        reason=f"user {p.user_id} was deleted again; purge not due yet")
+                        reason=f"deletion {p.deletion_id} of user {p.user_id} is not due yet")
         if outcome.status != "purged":
             logger.info("purge of user %s skipped: %s", p.user_id, outcome.status)
             raise Skip
         logger.info("user %s purged", p.user_id)
 
     async def send_recovery_email(self, p: UserRef, ctx: TaskContext) -> None:
-        user = await asyncio.to_thread(self.store.get_user, p.user_id)
-        if user is None or user.purge_at is None or user.purge_at <= time.time():
+        user = await self.store.get_user(p.user_id)
+        deletion = await self.store.open_deletion(p.user_id)
+        if user is None or deletion is None or deletion.purge_at <= time.time():
             logger.info("no recovery email for user %s: nothing to recover", p.user_id)
             raise Skip
-        await send_email(ctx, user.email, "account_recovery", self._mail_vars(user),
+        await send_email(ctx, user.email, "account_recovery", self._mail_vars(user, deletion),
                          key=f"recovery-email:{ctx.id}")
 
 
 def build_deletion_module(settings: Settings, store: Store) -> Module:
+    day = settings.rate_window_seconds
     module = Module("users")
     worker = DeletionWorker(settings, store)
-    module.subscribe(EVENT_DELETION_REQUESTED, group=GROUP)(worker.on_deletion_requested)
-    module.subscribe(EVENT_RECOVERY_REQUESTED, group=GROUP)(worker.on_recovery_requested)
-    module.task(TASK_DELETE, queue=DELETION_QUEUE, rate_limit=DELETIONS_PER_DAY)(worker.delete)
+    module.subscribe(EVENT_USER_DELETE, group=GROUP,
+                     rate_limit=RateLimit(DELETIONS_PER_DAY, day, on_limit="defer"),
+                     )(worker.on_delete)
+    module.subscribe(EVENT_USER_RECOVER, group=GROUP)(worker.on_recover)
     module.task(TASK_PURGE, queue=PURGE_QUEUE)(worker.purge)
-    module.task(TASK_SEND_RECOVERY_EMAIL, queue=DELETION_QUEUE,
-                rate_limit=RECOVERY_EMAILS_PER_USER_PER_DAY)(worker.send_recovery_email)
+    module.task(TASK_SEND_RECOVERY_EMAIL, queue=RECOVERY_EMAIL_QUEUE,
+                rate_limit=RateLimit(RECOVERY_EMAILS_PER_USER_PER_DAY, day, key="user_id",
+                                     on_limit="reject"))(worker.send_recovery_email)
     return module
 
 
 # -- producer API (what Chatear's HTTP handlers call) ------------------------------------
 
 
-async def request_deletion(hive: Hive, user_id: str) -> int:
-    return await hive.publish(EVENT_DELETION_REQUESTED, UserRef(user_id))
+async def request_deletion(hive: Hive, user_id: str) -> int | None:
+    return await hive.publish(EVENT_USER_DELETE, UserRef(user_id))
 
 
-async def request_recovery(hive: Hive, user_id: str) -> int:
-    return await hive.publish(EVENT_RECOVERY_REQUESTED, UserRef(user_id))
+async def request_recovery(hive: Hive, user_id: str) -> int | None:
+    return await hive.publish(EVENT_USER_RECOVER, UserRef(user_id))
 
 
 async def request_recovery_email(hive: Hive, user_id: str) -> None:

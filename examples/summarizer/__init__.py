@@ -1,4 +1,4 @@
-"""The summarization worker of seed 002, on workhive's command log.
+"""A posts summarization worker, on workhive's command log.
 
 On ``posts/create`` the worker asks an external HTTP service for a summary and records the
 outcome as commands: ``posts/request-summary-generation`` *before* the call (durable intent),

@@ -1,4 +1,4 @@
-"""The posts feature's commands (names as in seed 002)."""
+"""The posts feature's commands (names as the original service has them)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The seeds' example application as one package, run by ``workhive demo`` and the tests.
+"""The example application: the app ``workhive demo`` runs (``workhive.demo``: the user module's
+tasks behind feature flags, users/todos events, a cron job, an outbox instead of real mail),
+configured the way a deployed app is, by its ``config/`` directory, and tested on every broker.
 
-* :mod:`.user` — seed 000's user module: four tasks behind feature flags, plus one task that
-  always fails so the dead-letter queue has something to show;
-* :mod:`.todos` — seed 004's users/todos events: two subscriber groups on ``users.created``
-  and a cron job publishing ``todos.overdue.check``;
-* :mod:`.services` — the outbox and audit log the handlers write to (no real network);
 * :mod:`.app` — ``hive``, the factory ``workhive worker --app examples.userapp.app:hive`` runs.
 """

@@ -25,21 +25,27 @@ from workhive.config import HiveConfig, load_config
 from workhive.errors import (
     BackendError,
     BackendUnavailable,
+    Cancelled,
     CapabilityError,
     ConfigError,
     RegistryError,
     Reject,
+    ResultTimeout,
     Retry,
     SerializationError,
     Skip,
+    TaskCancelled,
     TaskError,
+    TaskFailed,
     TaskTimeout,
     UnknownTaskError,
     ValidationError,
     WorkhiveError,
 )
+from workhive.handles import TaskHandle
 from workhive.hive import Hive
 from workhive.module import Module
+from workhive.results import ResultHandle, TaskStatus
 from workhive.worker import Worker
 
 __version__ = "0.1.0"
@@ -49,6 +55,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendUnavailable",
+    "Cancelled",
     "Capability",
     "CapabilityError",
     "ConfigError",
@@ -63,12 +70,18 @@ __all__ = [
     "RateLimit",
     "RegistryError",
     "Reject",
+    "ResultHandle",
+    "ResultTimeout",
     "Retry",
     "SerializationError",
     "Settlement",
     "Skip",
+    "TaskCancelled",
     "TaskContext",
     "TaskError",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskStatus",
     "TaskTimeout",
     "UnknownTaskError",
     "ValidationError",

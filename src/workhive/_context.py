@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any
 from workhive._envelope import Envelope
 from workhive._task import Handler, TaskOptions
 from workhive.backend import Delivery
+from workhive.errors import ValidationError
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from workhive._tracking import Tracker
     from workhive.backend import EnqueueResult
     from workhive.hive import Hive
 
@@ -18,7 +22,9 @@ if TYPE_CHECKING:
 class TaskContext:
     """Per-attempt context. ``attempt`` counts from 0; ``retries_left`` is what remains after it.
 
-    ``state`` is scratch space for middleware (one dict per attempt).
+    ``state`` is scratch space for middleware (one dict per attempt). ``cancelled`` turns true
+    when someone cancels this task while it runs: a sync handler should check it in its loop
+    and return (an async handler is cancelled by the worker instead).
     """
 
     envelope: Envelope
@@ -28,6 +34,11 @@ class TaskContext:
     hive: Hive
     payload: Any = None
     state: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
+    progress_fraction: float | None = None
+    progress_message: str = ""
+    tracker: Tracker | None = field(default=None, repr=False)
+    runner: asyncio.Task[Any] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -62,6 +73,19 @@ class TaskContext:
     @property
     def headers(self) -> dict[str, str]:
         return self.envelope.headers
+
+    async def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far this task is (``fraction`` in [0, 1]) with a short ``message``:
+        kept in its result record (``handle.status()``) when it asked for one, and shown by
+        ``workhive status`` while it runs."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or \
+                not 0.0 <= fraction <= 1.0:
+            raise ValidationError(f"progress must be a number from 0 to 1, got {fraction!r}")
+        if not isinstance(message, str):
+            raise ValidationError(f"progress message must be a string, got {message!r}")
+        self.progress_fraction, self.progress_message = float(fraction), message
+        if self.tracker is not None:
+            await self.tracker.progress(self, self.progress_fraction, message)
 
     async def enqueue(self, name: str, payload: Any = None, **options: Any) -> EnqueueResult:
         """Enqueue follow-up work through the same hive."""

@@ -37,7 +37,9 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
     ``priority``: higher runs first. ``attempt``: attempts already made (0 on first delivery).
     ``max_retries`` / ``timeout``: ``None`` means "use the task's declared default".
     ``eta``: unix time before which the message must not run. ``group``: for events, the
-    subscriber group this copy belongs to.
+    subscriber group this copy belongs to. ``ordering_key``: messages with the same key run one
+    at a time, in enqueue order, on a backend that declares ``Capability.ORDERED_KEYS``
+    (envelopes written before the field existed decode with None: it is omitted when unset).
     """
 
     id: str
@@ -53,6 +55,7 @@ class Envelope(msgspec.Struct, frozen=True, omit_defaults=True):
     enqueued_at: float = 0.0
     idempotency_key: str | None = None
     unique_key: str | None = None
+    ordering_key: str | None = None
     group: str | None = None
     headers: dict[str, str] = {}
     history: tuple[AttemptRecord, ...] = ()
@@ -107,9 +110,12 @@ def new_id() -> str:
 
 def replay_copy(env: Envelope) -> Envelope:
     """What ``dlq replay`` enqueues: the same work as a fresh message (new id, attempt 0, no
-    history, no delay); keys are dropped so a replay is never deduplicated away."""
+    history, no delay); idempotency and unique keys are dropped so a replay is never
+    deduplicated away. The ordering key stays: it says which entity the work is about, and the
+    replay takes its place in that key's order as a new message."""
     return make_envelope(env.name, env.payload, queue=env.queue, kind=env.kind,
-                         priority=env.priority, group=env.group, headers=env.headers)
+                         priority=env.priority, group=env.group, headers=env.headers,
+                         ordering_key=env.ordering_key)
 
 
 def make_envelope(name: str, payload: Any, **fields: Any) -> Envelope:

@@ -8,6 +8,7 @@ not switch over outcomes and backends do not re-interpret them.
 outcome                                action     body
 =====================================  =========  ========================================
 returned, ``Skip``                     ack        -
+``Cancelled`` (cancelled by request)   ack        -  (never retried; its result says so)
 ``Retry`` (counted)                    retry      next attempt, this one in its history
 ``Retry(count=False)`` (rate limits)   retry      unchanged
 ``Reject``, any other exception        dead       this attempt appended to its history
@@ -52,7 +53,7 @@ def settlement_for(
     (None: the handler returned). ``now`` is the unix time retry delays count from."""
     if env is None:
         return Settlement(delivery, "dead", reason=str(outcome))
-    if outcome is None or isinstance(outcome, Skip):
+    if outcome is None or isinstance(outcome, Skip):  # Cancelled is a Skip
         return Settlement(delivery, "ack", envelope=env)
     if isinstance(outcome, asyncio.CancelledError):
         return Settlement(delivery, "release", envelope=env)

@@ -22,6 +22,10 @@ from workhive.errors import RegistryError, ValidationError
 
 Converter = Callable[[Any], Any]
 HandlerFn = Callable[..., Any]
+#: how a task derives a message's ordering key: the name of a payload field, or a function of
+#: the payload (as the handler receives it: a model, a Struct, a dict...)
+OrderingKey = str | Callable[[Any], Any]
+ExceptionTypes = tuple[type[BaseException], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +52,10 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class TaskOptions:
-    """Per-task defaults; enqueue may override queue, priority, max_retries and timeout."""
+    """Per-task defaults; enqueue may override queue, priority, max_retries, timeout, the
+    ordering key (``ordering_key``: see :data:`OrderingKey` and :func:`ordering_key_of`) and
+    whether the result is kept (``store_result``, ``result_ttl``). ``retry_on`` (None: every
+    exception) and ``dont_retry_on`` narrow which failures are retried."""
 
     queue: str = "default"
     priority: int = 0
@@ -59,6 +66,23 @@ class TaskOptions:
     rate_limit: RateLimit | None = None
     unique: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    ordering_key: OrderingKey | None = None
+    retry_on: ExceptionTypes | None = None
+    dont_retry_on: ExceptionTypes = ()
+    store_result: bool = False
+    result_ttl: float | None = None
+
+
+def exception_types(option: str, value: object) -> ExceptionTypes | None:
+    """An exception class or a tuple of them, as a tuple; RegistryError for anything else."""
+    if value is None:
+        return None
+    items = value if isinstance(value, tuple | list) else (value,)
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise RegistryError(f"{option} takes exception classes, e.g. (TimeoutError,), "
+                                f"got {item!r}")
+    return tuple(items)
 
 
 @dataclass(slots=True)
@@ -174,6 +198,24 @@ def to_builtins(payload: Any) -> Any:
     if hasattr(payload, "model_dump") and not dataclasses.is_dataclass(payload):
         return payload.model_dump(mode="json")
     return msgspec.to_builtins(payload)
+
+
+def ordering_key_of(rule: OrderingKey, plain: Any, typed: Any, what: str) -> Any:
+    """The raw ordering key a task's rule gives for one payload (None: this message has none);
+    the caller checks its type. ``plain`` is the payload as builtins, ``typed`` as the handler
+    receives it. A rule that cannot give a key is a :class:`ValidationError` at the caller."""
+    if isinstance(rule, str):
+        if isinstance(plain, dict) and rule in plain:
+            return plain[rule]
+        raise ValidationError(
+            f"{what}: ordering_key names the payload field {rule!r}, which the payload "
+            f"does not have (got {type(plain).__name__})")
+    try:
+        return rule(typed)
+    except Exception as exc:  # the user's function: any failure is a bad payload for it
+        raise ValidationError(
+            f"{what}: the ordering_key function failed on this payload: "
+            f"{type(exc).__name__}: {exc}") from exc
 
 
 def validate_payload(handler: Handler, payload: Any, what: str) -> Any:

@@ -97,6 +97,22 @@ def text(option: str, value: object) -> str | None:
     return value
 
 
+def ordering_key(value: object, what: str = "ordering_key") -> str | None:
+    """A non-empty UTF-8 string, or an int (ids often are), which becomes its decimal string.
+
+    Anything else is refused rather than turned into text: ``str()`` of an object or a float
+    would make two different entities share a key, or one entity get two (``1`` and ``1.0``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"{what} must be a non-empty string or an int, got {value!r}")
+    _utf8(what, value)
+    return value
+
+
 def headers(value: object) -> dict[str, str]:
     """A mapping of str to str (they travel as message headers on every broker)."""
     if value is None:

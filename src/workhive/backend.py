@@ -32,6 +32,10 @@ Contracts every transport keeps (``workhive.testing.conformance`` checks them):
   are applied in order.
 * A backend translates its driver's errors into :mod:`workhive.errors` (``BackendUnavailable``
   when the broker cannot be reached).
+* A backend that declares :attr:`Capability.ORDERED_KEYS` (``Features(ordered_keys=True)``)
+  runs messages with the same ``Envelope.ordering_key`` (same queue, same priority band) one at
+  a time, in the order they were enqueued; a retry of one holds the messages behind it until it
+  succeeds or goes to the dead letters.
 
 Third-party backends register a URL scheme in the ``workhive.backends`` entry-point group
 (``myscheme = "mypkg.backend:MyBackend"``); the class needs a ``from_url(url, **options)``
@@ -71,11 +75,20 @@ class Capability(enum.StrEnum):
     CRON = "cron"  # SupportsCron: once-per-tick claims
     COUNTERS = "counters"  # SupportsCounters: shared rate-limit counters
     INSPECT = "inspect"  # SupportsInspect: queue stats and worker heartbeats
+    # ordering (declared with Features(ordered_keys=True), see Features)
+    ORDERED_KEYS = "ordered_keys"  # same ordering key: one at a time, in enqueue order
+    # declared with Features(results=True) / Features(cancel=True), see Features
+    RESULTS = "results"  # SupportsResults: task results, status and progress with a ttl
+    CANCEL = "cancel"  # SupportsCancel: delete pending tasks, flag running ones
 
 
 #: capabilities a coordination store provides to a transport that lacks them
 COORDINATION = frozenset({Capability.DEAD_LETTER, Capability.UNIQUE, Capability.CRON,
-                          Capability.COUNTERS, Capability.INSPECT})
+                          Capability.COUNTERS, Capability.INSPECT, Capability.RESULTS})
+
+#: capabilities a backend claims only through a flag of :class:`Features` of their own
+_FLAGGED = (("ordered_keys", Capability.ORDERED_KEYS), ("results", Capability.RESULTS),
+            ("cancel", Capability.CANCEL))
 
 LeaseKind = Literal["timed", "session", "none"]
 
@@ -90,6 +103,13 @@ class Features:
     a delivery may stay unsettled before the broker takes it back (None: no limit).
     ``priority_bands``: how many priority levels are kept apart (None: every integer is its own
     band). ``delay_resolution``: how late (s) a delayed message may become fetchable.
+
+    ``ordered_keys``: the backend keeps per-key order (:attr:`Capability.ORDERED_KEYS`). It is a
+    flag of its own, and ``capabilities`` is made to agree with it, because backends say "every
+    capability" as ``frozenset(Capability)``: that spelling, written before per-key order existed,
+    must not claim it. A backend that keeps per-key order says so here; listing the capability
+    alone is ignored. ``results`` (:attr:`Capability.RESULTS`) and ``cancel``
+    (:attr:`Capability.CANCEL`) came later and follow the same rule.
     """
 
     capabilities: frozenset[Capability]
@@ -97,6 +117,18 @@ class Features:
     max_hold: float | None = None
     priority_bands: int | None = None
     delay_resolution: float = 0.0
+    ordered_keys: bool = False
+    results: bool = False
+    cancel: bool = False
+
+    def __post_init__(self) -> None:
+        caps = set(self.capabilities)
+        for flag, capability in _FLAGGED:
+            if getattr(self, flag):
+                caps.add(capability)
+            else:
+                caps.discard(capability)
+        object.__setattr__(self, "capabilities", frozenset(caps))
 
     def has(self, capability: Capability) -> bool:
         return capability in self.capabilities
@@ -322,11 +354,47 @@ class Coordination(SupportsCron, SupportsCounters, SupportsDeadLetters, Supports
         """Store dead letters for browsing, replay and purge (ids are unique per letter)."""
 
 
+@runtime_checkable
+class SupportsResults(Protocol):
+    """Task results and status records: opaque bytes (encoded by :mod:`workhive.results`)
+    under a task id, gone after ``ttl`` seconds. The last write wins."""
+
+    async def store_result(self, task_id: str, record: bytes, ttl: float) -> None: ...
+
+    async def get_result(self, task_id: str) -> bytes | None:
+        """The record, or None when there is none (never stored, or expired)."""
+        ...
+
+
+@runtime_checkable
+class SupportsCancel(Protocol):
+    """Cancellation: a pending or delayed task is deleted; one that is running (or whose
+    state is unknown) is flagged, and the worker running it polls :meth:`cancelled`."""
+
+    async def cancel(self, task_id: str, ttl: float) -> bool:
+        """Delete the task if it waits in a queue (True). Otherwise flag ``task_id`` as
+        cancelled for ``ttl`` seconds and return False."""
+        ...
+
+    async def cancelled(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of ``task_ids`` are flagged as cancelled."""
+        ...
+
+
 SUGGESTIONS: dict[Capability, str] = {
     Capability.QUEUE: "use the 'sqlite', 'redis', 'postgres', 'rabbitmq', 'nats' or 'kafka' "
                       "backend for durable tasks",
     Capability.EVENTS: "use the 'sqlite', 'redis', 'postgres', 'rabbitmq', 'nats' or 'kafka' "
                        "backend for durable groups",
+    Capability.ORDERED_KEYS: "use the 'kafka' backend (or 'memory' in tests), which runs "
+                             "messages of one ordering key one at a time, in order; or drop "
+                             "ordering_key",
+    Capability.RESULTS: "use the 'sqlite', 'redis' or 'memory' backend, or give this one a "
+                        "coordination store that keeps results: Hive(..., coordination="
+                        "'redis://...' or 'sqlite:///coordination.db'), or worker.coordination "
+                        "in workhive.yaml",
+    Capability.CANCEL: "use the 'sqlite', 'redis' or 'memory' backend, which can delete a "
+                       "waiting task and tell its worker to stop a running one",
 }
 _COORDINATION_HINT = ("give it a coordination store: Hive(..., coordination='redis://...', "
                       "'nats://...' or 'sqlite:///coordination.db'), or worker.coordination in "
@@ -338,7 +406,7 @@ def require(backend: Backend, capability: Capability, what: str) -> None:
     message says which setting fixes it."""
     if capability not in backend.features.capabilities:
         hint = SUGGESTIONS.get(capability, "")
-        if capability in COORDINATION:
+        if not hint and capability in COORDINATION:
             hint = _COORDINATION_HINT
         raise CapabilityError(
             f"the {backend.name!r} backend does not support {capability.value} ({what})"
@@ -442,12 +510,14 @@ __all__ = [
     "QueueStats",
     "SerializationError",
     "Settlement",
+    "SupportsCancel",
     "SupportsCapacity",
     "SupportsCounters",
     "SupportsCron",
     "SupportsDeadLetters",
     "SupportsEvents",
     "SupportsInspect",
+    "SupportsResults",
     "SupportsStats",
     "WorkerInfo",
     "band_of",

@@ -12,9 +12,13 @@
     │   ├── BackendUnavailable      cannot reach the broker (enqueue while Redis is down...)
     │   └── CapabilityError         the backend lacks what was asked (delay on redis-pubsub...)
     └── TaskError                   raised around a handler failure
-        └── TaskTimeout             the attempt ran past the task's timeout
+        ├── TaskTimeout             the attempt ran past the task's timeout
+        ├── TaskFailed              a task's stored result is a failure (remote type, traceback)
+        ├── TaskCancelled           a task's stored result says it was cancelled
+        └── ResultTimeout           no result arrived within ``result(timeout=)``
 
-Control-flow signals (:class:`Retry`, :class:`Reject`, :class:`Skip`) are *not* errors: a handler
+Control-flow signals (:class:`Retry`, :class:`Reject`, :class:`Skip`, :class:`Cancelled`) are
+*not* errors: a handler
 raises them to steer the worker, and they never count as a crash.
 """
 
@@ -66,6 +70,34 @@ class TaskTimeout(TaskError):
     """An attempt ran longer than the task's ``timeout``; it counts as a failed attempt."""
 
 
+class TaskFailed(TaskError):
+    """The task ran and failed for good (dead-lettered); raised by ``await handle.result()``.
+
+    Carries what the worker recorded: ``remote_type`` (the exception's qualified class name),
+    ``remote_message`` and ``remote_traceback`` (text: the exception lived in another process).
+    """
+
+    def __init__(self, task_id: str, remote_type: str, remote_message: str,
+                 remote_traceback: str = "") -> None:
+        super().__init__(f"task {task_id} failed: {remote_type}: {remote_message}")
+        self.task_id = task_id
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled (before it ran, or cooperatively while it ran)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id
+
+
+class ResultTimeout(TaskError, TimeoutError):
+    """``await handle.result(timeout=...)`` gave up waiting; the task may still finish."""
+
+
 class Retry(Exception):
     """Raise from a handler to retry later without treating the attempt as a crash.
 
@@ -90,3 +122,17 @@ class Reject(Exception):
 
 class Skip(Exception):
     """Raise from a handler to drop the message as done (acknowledged, no retry, no DLQ)."""
+
+
+class Cancelled(Skip):
+    """The task was cancelled by request (``handle.cancel()``, ``workhive cancel ID``) while it
+    ran: like :class:`Skip` the message is settled as done, never retried nor dead-lettered
+    (and counted as skipped); its result says ``cancelled``.
+
+    The worker raises it when it cancels an async handler or when a sync handler returns after
+    ``ctx.cancelled`` became true; a handler may raise it itself to stop early.
+    """
+
+    def __init__(self, reason: str = "cancelled by request") -> None:
+        super().__init__(reason)
+        self.reason = reason

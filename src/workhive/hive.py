@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from workhive._task import (
     SubscriberDef,
     TaskDef,
     TaskOptions,
+    ordering_key_of,
     validate_payload,
 )
 from workhive.backend import (
@@ -35,6 +36,7 @@ from workhive.config import HiveConfig, load_config
 from workhive.errors import CapabilityError, RegistryError, UnknownTaskError, ValidationError
 from workhive.middleware import Middleware, default_middleware
 from workhive.module import Module
+from workhive.results import RESULT_HEADER, ResultHandle, cancel_task, result_keep
 
 if TYPE_CHECKING:
     from workhive.sync import SyncProducer
@@ -49,7 +51,7 @@ class Hive:
     store for cron claims, rate counters, unique keys, heartbeats and dead letters when the
     backend cannot keep them itself (RabbitMQ): ``Hive("amqp://...", coordination="redis://...")``.
 
-    ``flags`` are the feature flags (seed 000's ``featureflags.yaml``): a declaration with
+    ``flags`` are the feature flags (a ``featureflags.yaml``): a declaration with
     ``flag="x"`` is registered only when ``flags["x"]`` is true; enqueueing a task that a flag
     switched off is logged and dropped, so callers need not know the flag.
     """
@@ -76,6 +78,10 @@ class Hive:
         self.disabled: dict[str, str] = {}  # declaration name -> the flag that turned it off
         self.modules: list[Module] = []
         self.services: list[Service] = []
+        #: Called with each new message's headers before the caller's own are added (which
+        #: win): how tracing puts the producer's trace context into messages
+        #: (:func:`workhive.middleware.otel.instrument`).
+        self.header_injectors: list[Callable[[dict[str, str]], None]] = []
         self._opened = False
 
     def connect(self, backend: str | Backend | None = None,
@@ -83,7 +89,10 @@ class Hive:
         """The backend this hive uses for ``backend`` (default: the config's), wrapped with
         its coordination store (default: ``worker.coordination``) when there is one."""
         transport = self._build(backend, self.config.backend_url())
-        store = coordination if coordination is not None else self.config.coordination_url()
+        # the store depends on the transport really used: one that coordinates itself needs none
+        used = backend if isinstance(backend, str) and backend else (
+            f"{transport.name}://" if backend is not None else None)
+        store = coordination if coordination is not None else self.config.coordination_url(used)
         if not store:
             return transport
         from workhive.backends.composite import Composite
@@ -132,6 +141,7 @@ class Hive:
                         raise RegistryError(f"cron job {job.name!r} is registered twice")
                     self.crons[job.name] = job
                     logger.info("Registered cron job: %s (%s)", job.name, job.schedule)
+            module.bind(self)  # its task handles now enqueue here
             self.modules.append(module)
 
     def _check_events(self, subscriber: str) -> None:
@@ -147,9 +157,24 @@ class Hive:
             return True
         assert flag is not None
         self.disabled[name] = flag
-        state = "off" if flag in self.flags else "not set"
-        logger.info("Skipped %s: feature flag %r is %s", name, flag, state)
+        if flag in self.flags:
+            logger.info("Skipped %s: feature flag %r is off", name, flag)
+        else:
+            # An unset flag is off, so a forgotten config line silently drops every enqueue
+            # of this task: say so loudly, naming the flag and how to turn it on.
+            logger.warning(
+                "Skipped %s: feature flag %r is not set, so it is off (enable it with "
+                "'worker.tasks: {%s: true}' in the config or Hive(flags={%r: True}))",
+                name, flag, flag, flag)
         return False
+
+    def unset_flags(self) -> dict[str, str]:
+        """Declarations switched off by a flag the config never mentions: name -> flag.
+
+        A flag set to false is a decision; a flag nobody set is usually a forgotten line.
+        :mod:`workhive.testing` refuses to run with any, so a test cannot pass by doing nothing.
+        """
+        return {name: flag for name, flag in self.disabled.items() if flag not in self.flags}
 
     def _check_options(self, name: str, options: TaskOptions) -> None:
         known = frozenset().union(*(mw.options for mw in self.middleware))
@@ -165,6 +190,10 @@ class Hive:
             require(self.backend, Capability.PRIORITY, f"priority of {name}")
         if options.unique:
             require(self.backend, Capability.UNIQUE, f"unique task {name}")
+        if options.ordering_key is not None:
+            require(self.backend, Capability.ORDERED_KEYS, f"ordering_key of task {name}")
+        if options.store_result:
+            require(self.backend, Capability.RESULTS, f"store_result of task {name}")
         self._check_hold(options.timeout, name)
 
     def _check_hold(self, timeout: float | None, name: str) -> None:
@@ -255,11 +284,17 @@ class Hive:
         idempotency_key: str | None = None,
         unique_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        ordering_key: str | int | None = None,
+        store_result: bool | None = None,
+        result_ttl: float | None = None,
     ) -> EnqueueResult:
-        """Enqueue one task; see :meth:`build` for the options."""
+        """Enqueue one task; see :meth:`build` for the options (:meth:`handle` follows the
+        result of the returned id)."""
         env = self.build(name, payload, queue=queue, priority=priority, delay=delay, eta=eta,
                          max_retries=max_retries, timeout=timeout,
-                         idempotency_key=idempotency_key, unique_key=unique_key, headers=headers)
+                         idempotency_key=idempotency_key, unique_key=unique_key, headers=headers,
+                         ordering_key=ordering_key, store_result=store_result,
+                         result_ttl=result_ttl)
         if env is None:
             return EnqueueResult("", duplicate=False)
         await self.open()
@@ -285,12 +320,24 @@ class Hive:
         idempotency_key: str | None = None,
         unique_key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        ordering_key: str | int | None = None,
+        store_result: bool | None = None,
+        result_ttl: float | None = None,
     ) -> Envelope | None:
         """Validate and build the envelope for a task; None if a feature flag disabled it.
+
+        ``ordering_key``: messages with the same key run one at a time, in enqueue order (an
+        int becomes its decimal string); without it, the task's declared ``ordering_key`` rule
+        derives one from the payload. Refused unless the backend declares
+        ``Capability.ORDERED_KEYS``.
 
         A task declared in this hive has its payload validated here, so bad input fails at the
         caller. A task declared elsewhere (a producer without the handler code) needs an
         explicit ``queue=``: without the declaration nobody knows where it goes.
+
+        ``store_result`` / ``result_ttl`` (seconds): keep this run's result (default: the
+        task's declaration; giving ``result_ttl`` implies ``store_result``). Refused unless the
+        backend declares ``Capability.RESULTS``.
 
         Every option is checked first (:mod:`workhive._validate`, rules in
         ``docs/validation.md``): a bad one raises ``ValidationError`` naming it, and a payload
@@ -305,7 +352,11 @@ class Hive:
         timeout = check.seconds("timeout", timeout)
         idempotency_key = check.text("idempotency_key", idempotency_key)
         unique_key = check.text("unique_key", unique_key)
-        header_map = check.headers(headers)
+        header_map = self._producer_headers(headers)
+        key = check.ordering_key(ordering_key)
+        result_ttl = check.seconds("result_ttl", result_ttl)
+        if store_result is not None and not isinstance(store_result, bool):
+            raise ValidationError(f"store_result must be True or False, got {store_result!r}")
         if delay is not None and at is not None:
             raise ValidationError("pass delay= or eta=, not both")
         task = self.tasks.get(name)
@@ -320,8 +371,14 @@ class Hive:
                     "declared in another service"
                 )
         plain = check.payload(payload, f"task {name!r}")
-        if task is not None:
-            validate_payload(task.handler, plain, f"task {name!r}")
+        typed = (validate_payload(task.handler, plain, f"task {name!r}") if task is not None
+                 else plain)
+        if key is None and task is not None and task.options.ordering_key is not None:
+            what = f"task {name!r}"
+            raw = ordering_key_of(task.options.ordering_key, plain, typed, what)
+            key = check.ordering_key(raw, f"the ordering key of {what} (from its payload)")
+        if key is not None:
+            require(self.backend, Capability.ORDERED_KEYS, f"ordering_key of task {name}")
         when = at if at is not None else (time.time() + delay if delay else None)
         if when is not None:
             require(self.backend, Capability.DELAY, f"delayed task {name}")
@@ -333,6 +390,10 @@ class Hive:
         if task is not None and task.options.unique and unique_key is None:
             unique_key = name
         opts = task.options if task is not None else None
+        keep = result_keep(store_result, result_ttl, opts)
+        if keep is not None:
+            require(self.backend, Capability.RESULTS, f"store_result of task {name}")
+            header_map[RESULT_HEADER] = repr(keep)
         return make_envelope(
             name,
             plain,
@@ -343,8 +404,19 @@ class Hive:
             timeout=timeout,
             idempotency_key=idempotency_key,
             unique_key=f"{name}:{unique_key}" if unique_key is not None else None,
+            ordering_key=key,
             headers=header_map,
         )
+
+    def _producer_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The caller's headers (validated) over what the :attr:`header_injectors` add."""
+        own = check.headers(headers)
+        if not self.header_injectors:
+            return own
+        injected: dict[str, str] = {}
+        for inject in self.header_injectors:
+            inject(injected)
+        return {**check.headers(injected), **own}
 
     async def publish(
         self, event: str, payload: Any = None, *, headers: Mapping[str, str] | None = None
@@ -355,11 +427,24 @@ class Hive:
             raise RegistryError("event name must not be empty")
         check.name(event, "event name")
         plain = check.payload(payload, f"event {event!r}")
-        header_map = check.headers(headers)
+        header_map = self._producer_headers(headers)
         await self.open()
         events = events_of(self.backend, f"publish {event}")
         env = make_envelope(event, plain, kind="event", headers=header_map)
         return await events.publish(env)
+
+    # -- results and cancellation ------------------------------------------------------
+
+    def handle(self, task_id: str) -> ResultHandle[Any]:
+        """Follow a task enqueued by name: ``await hive.handle(id).result(timeout=5)``."""
+        return ResultHandle(self, task_id)
+
+    async def cancel(self, task_id: str) -> bool:
+        """Cancel a task: True when it was waiting (pending or delayed) and is now deleted;
+        False when it was flagged, and the worker running it stops it (see
+        :func:`workhive.results.cancel_task`). Refused unless the backend declares
+        ``Capability.CANCEL``."""
+        return await cancel_task(self, task_id)
 
     # -- roles ------------------------------------------------------------------------
 

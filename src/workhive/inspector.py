@@ -24,11 +24,14 @@ from workhive.backend import (
     WorkerInfo,
     require,
 )
+from workhive.browse import STATES, QueuedTask, SupportsBrowse, TaskState, browser_of
 from workhive.errors import CapabilityError, SerializationError, WorkhiveError
 from workhive.hive import Hive
 from workhive.scheduler.cron import next_tick
 
 _PAGE = 500
+#: a search reads at most this many tasks or dead letters (it decodes each one)
+SEARCH_LIMIT = 20_000
 
 
 class DeadLetterNotFound(WorkhiveError, LookupError):
@@ -78,6 +81,36 @@ class DeadLetterView:
     def attempts(self) -> int:
         """Attempts made: each failed attempt leaves one record in the history."""
         return len(self.envelope.history) if self.envelope is not None else 0
+
+
+class TaskNotFound(WorkhiveError, LookupError):
+    """No task with this id waits or runs in the queue (it may have finished)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A stored task with its envelope decoded; ``envelope`` is None for malformed bytes."""
+
+    task: QueuedTask
+    envelope: Envelope | None
+    decode_error: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    @property
+    def name(self) -> str:
+        return self.envelope.name if self.envelope is not None else "<malformed>"
+
+
+def _matches(needle: str, ident: str, envelope: Envelope | None, *extra: str) -> bool:
+    """Whether a search (case-insensitive) hits the id, the task name or an error text."""
+    hay = [ident, *extra]
+    if envelope is not None:
+        hay.append(envelope.name)
+        hay += [r.error for r in envelope.history] + [r.traceback for r in envelope.history]
+    return any(needle in h.lower() for h in hay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +210,63 @@ class Inspector:
                                  f"{len(matches)} dead letters; give more characters",
                                  ambiguous=True)
 
+    async def search_dead(self, needle: str, queue: str | None = None, limit: int = 100,
+                          offset: int = 0) -> tuple[list[DeadLetterView], int]:
+        """Dead letters whose id, task name, reason or error text contains ``needle``
+        (case-insensitive), a page of them and how many match (of the first
+        :data:`SEARCH_LIMIT` read)."""
+        dead = self._dead()
+        await self.hive.open()
+        found: list[DeadLetterView] = []
+        needle, seen = needle.lower(), 0
+        while seen < SEARCH_LIMIT:
+            page = await dead.dead_letters(queue, _PAGE, seen)
+            found += [v for v in map(_view, page)
+                      if _matches(needle, v.id, v.envelope, v.letter.reason)]
+            seen += len(page)
+            if len(page) < _PAGE:
+                break
+        return found[offset:offset + limit], len(found)
+
+    def _browser(self) -> SupportsBrowse:
+        store = browser_of(self.hive.backend)
+        if store is None:
+            raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot list the tasks "
+                                  "of a queue (sqlite and memory can); its counts are on the "
+                                  "overview")
+        return store
+
+    async def tasks(self, queue: str, state: TaskState, limit: int = 50, offset: int = 0,
+                    search: str = "") -> tuple[list[TaskView], int]:
+        """A page of the queue's tasks in ``state`` and the total; with ``search``, only
+        those whose id, name or error text contains it (of the first :data:`SEARCH_LIMIT`)."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
+        store = self._browser()
+        await self.hive.open()
+        if not search:
+            rows, total = await store.browse(queue, state, limit, offset)
+            return [_task_view(t) for t in rows], total
+        found: list[TaskView] = []
+        needle, seen = search.lower(), 0
+        while seen < SEARCH_LIMIT:
+            rows, _ = await store.browse(queue, state, _PAGE, seen)
+            found += [v for v in map(_task_view, rows) if _matches(needle, v.id, v.envelope)]
+            seen += len(rows)
+            if len(rows) < _PAGE:
+                break
+        return found[offset:offset + limit], len(found)
+
+    async def task(self, queue: str, task_id: str) -> TaskView:
+        """One task of the queue by id; :class:`TaskNotFound` when it is not there."""
+        store = self._browser()
+        await self.hive.open()
+        found = await store.find_task(queue, task_id)
+        if found is None:
+            raise TaskNotFound(f"no task {task_id!r} waits or runs in queue {queue!r} (it may "
+                               "have finished, been deleted or gone to the dead letters)")
+        return _task_view(found)
+
     def cron_jobs(self, now: float | None = None) -> list[CronEntry]:
         """The hive's cron jobs with their next fire time after ``now`` (pure, no backend)."""
         when = time.time() if now is None else now
@@ -231,6 +321,35 @@ def _view(letter: DeadLetter) -> DeadLetterView:
         return DeadLetterView(letter, decode(letter.body))
     except SerializationError as exc:
         return DeadLetterView(letter, None, str(exc))
+
+
+def _task_view(task: QueuedTask) -> TaskView:
+    try:
+        return TaskView(task, decode(task.body))
+    except SerializationError as exc:
+        return TaskView(task, None, str(exc))
+
+
+def task_json(view: TaskView, *, full: bool) -> dict[str, Any]:
+    """A stored task as JSON (the dashboard API); ``full`` adds payload, headers and the
+    history of failed attempts with tracebacks."""
+    env = view.envelope
+    history = env.history if env is not None else ()
+    data: dict[str, Any] = {
+        "id": view.id, "queue": view.task.queue, "state": view.task.state, "name": view.name,
+        "at": view.task.at or None, "attempt": env.attempt if env is not None else None,
+        "enqueued_at": (env.enqueued_at or None) if env is not None else None,
+        "last_error": history[-1].error if history else "",
+    }
+    if full:
+        data["payload"] = env.payload if env is not None else None
+        data["headers"] = dict(env.headers) if env is not None else {}
+        data["priority"] = env.priority if env is not None else None
+        data["max_retries"] = env.max_retries if env is not None else None
+        data["decode_error"] = view.decode_error or None
+        data["history"] = [{"attempt": r.attempt, "at": r.at, "error": r.error,
+                            "traceback": r.traceback} for r in history]
+    return data
 
 
 def dead_letter_json(view: DeadLetterView, *, full: bool) -> dict[str, Any]:

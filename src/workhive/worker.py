@@ -9,7 +9,10 @@
 * **lease keeper** extends the leases of running messages every ``lease / 3`` s, so a slow task
   is never mistaken for a dead worker, while a killed worker's messages come back after
   ``lease`` seconds;
-* **cron** and **heartbeat** loops, and any extra *services* (command-log workers).
+* **cron** and **heartbeat** loops, and any extra *services* (command-log workers);
+* **cancel watcher** (:mod:`workhive._tracking`): polls the backend's cancel flags of running
+  tasks every ``cancel_poll`` s; the tracker also records results and progress for messages
+  that ask for them.
 
 Acknowledgement happens only after the handler returned (at-least-once). A handler exception, a
 malformed message, an unknown task or an invalid payload settles that one message (retry or
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import os
@@ -38,6 +42,7 @@ from workhive._envelope import Envelope, decode, new_id
 from workhive._outcome import settlement_for
 from workhive._settler import Settler
 from workhive._task import Handler, TaskOptions, validate_payload
+from workhive._tracking import Tracker
 from workhive.backend import (
     Delivery,
     Settlement,
@@ -56,7 +61,9 @@ from workhive.errors import (
     SerializationError,
     ValidationError,
 )
-from workhive.middleware import CallNext, Metrics, build_chain
+from workhive.history import HistoryRecorder
+from workhive.middleware import CallNext, Metrics, PrometheusMetrics, build_chain
+from workhive.pauses import PauseWatch
 
 if TYPE_CHECKING:
     from workhive.hive import Hive
@@ -89,6 +96,7 @@ class Worker:
         cron: bool = True,
         services: Sequence[Service] = (),
         threads: int | None = None,
+        cancel_poll: float = 1.0,
     ) -> None:
         cfg = hive.config.worker
         self.hive = hive
@@ -113,6 +121,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._force = False
         self._settler = Settler(self.backend, self._handover)
+        # results, progress, and cancel requests (polled every cancel_poll s while tasks run)
+        self._tracker = Tracker(self.backend, cancel_poll)
         self._unsettled = 0  # leased and not yet handed to settle: never more than concurrency
         self._retry_due = 0.0  # latest eta of a failure retry this worker scheduled
         self._routes: dict[str, tuple[Handler, TaskOptions]] = {
@@ -120,6 +130,9 @@ class Worker:
         }
         self._chains: dict[int, CallNext] = {}  # id(TaskOptions) -> its middleware chain
         self.metrics = next((m for m in hive.middleware if isinstance(m, Metrics)), None)
+        self._prometheus = [m for m in hive.middleware if isinstance(m, PrometheusMetrics)]
+        self._history = HistoryRecorder(self.backend)  # per-minute outcomes for dashboards
+        self._pauses = PauseWatch(self.backend)  # queues paused from the dashboard
 
     # -- control ------------------------------------------------------------------------
 
@@ -156,6 +169,7 @@ class Worker:
         background: list[asyncio.Task[None]] = [
             asyncio.create_task(self._lease_loop(), name="workhive-leases"),
             asyncio.create_task(self._heartbeat_loop(), name="workhive-heartbeat"),
+            asyncio.create_task(self._tracker.watch(), name="workhive-cancels"),
         ]
         if self.cron_enabled:
             from workhive.scheduler.loop import run_cron
@@ -180,14 +194,17 @@ class Worker:
             self._settler.close()
             await settler
             await self._settler.flush_all()
+            await self._history.close()
             await self._forget()
             self._pool.shutdown(wait=False, cancel_futures=True)
             logger.info("Worker %s stopped (%d processed)", self.id, self.processed)
 
     def _log_startup(self) -> None:
+        # the backend as the user named it (asynq, redpanda...), never its URL
+        label = self.hive.config.backend_label(self.backend.name)
         logger.info("Worker %s starting: backend=%s queues=%s concurrency=%d", self.id,
-                    self.backend.name, ",".join(self.queues), self.concurrency)
-        logger.info("Worker server running (backend: %s)", self.backend.name)
+                    label, ",".join(self.queues), self.concurrency)
+        logger.info("Worker server running (backend: %s)", label)
 
     # -- consumer -----------------------------------------------------------------------
 
@@ -204,8 +221,14 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             wait = 0.05 if until_idle else self.poll_interval
+            queues = await self._pauses.active(self.queues)
+            if not queues:  # every queue is paused
+                if until_idle:
+                    return
+                await self._sleep_unless_stopping(self.poll_interval)
+                continue
             try:
-                deliveries = await self.backend.fetch(self.queues, min(free, self._batch),
+                deliveries = await self.backend.fetch(queues, min(free, self._batch),
                                                       lease=self.lease, wait=wait)
                 failures = 0
             except Exception as exc:  # a backend bug must not kill the worker either
@@ -228,10 +251,12 @@ class Worker:
             return False
         if not isinstance(self.backend, SupportsStats):
             return True
+        # read the clock before the stats: a retry that falls due while they are being read
+        # shows as delayed in them, and must still count as pending here
+        retries_pending = time.time() < self._retry_due
         for stat in await self.backend.stats():
-            if stat.queue not in self.queues:
+            if stat.queue not in self.queues or self._pauses.is_paused(stat.queue):
                 continue
-            retries_pending = time.time() < self._retry_due
             if stat.ready or stat.in_flight or (stat.delayed and (wait_delayed or
                                                                   retries_pending)):
                 return False
@@ -269,21 +294,25 @@ class Worker:
     # -- one message --------------------------------------------------------------------
 
     async def _process(self, delivery: Delivery) -> None:
+        started = time.time()
         try:
             env = decode(delivery.body)
         except SerializationError as exc:
+            self._dead_before_handler(delivery, None, str(exc))
             self._settle(settlement_for(delivery, None, exc, time.time()))
             return
         outcome: BaseException | None = None
         route = self._route(env, delivery.queue)
         if route is None:
             outcome = Reject(self._unknown_reason(env, delivery.queue))
+            self._dead_before_handler(delivery, env, outcome.reason)
         else:
             handler, options = route
             try:
                 payload = validate_payload(handler, env.payload, f"{env.kind} {env.name!r}")
             except ValidationError as exc:
                 outcome = Reject(str(exc))
+                self._dead_before_handler(delivery, env, outcome.reason)
             else:
                 ctx = TaskContext(env, delivery, handler, options, self.hive, payload)
                 chain = self._chains.get(id(options)) or self._chain_for(options)
@@ -295,9 +324,26 @@ class Worker:
                 except Exception as exc:  # Retry, Reject, Skip, or a crash without Retries
                     outcome = exc
         settlement = settlement_for(delivery, env, outcome, time.time())
+        if self._tracker.records(env):  # asked for its result
+            await self._tracker.finish(env, settlement, outcome)
         if isinstance(outcome, Retry) and outcome.count:  # run_until_idle waits for it
             self._retry_due = max(self._retry_due, settlement.eta)
+        self._history.observe(delivery.queue, env, settlement.action, started)
         self._settle(settlement)
+
+    def _dead_before_handler(self, delivery: Delivery, env: Envelope | None, reason: str) -> None:
+        """Never a silent dead letter: no middleware saw this message, so log and count it here."""
+        if env is None:
+            logger.error("Dead-lettered a malformed message from queue %s: %s", delivery.queue,
+                         reason, extra={"queue": delivery.queue})
+        else:
+            logger.error("Dead-lettered %s %s (%s) from queue %s before its handler ran: %s",
+                         env.kind, env.name, env.id, delivery.queue, reason, extra={
+                             "task_id": env.id, "task": env.name, "queue": delivery.queue,
+                             "attempt": env.attempt})
+        for prom in self._prometheus:  # labelled as the handler path labels it: env.queue
+            prom.count_dead_before_handler(env.name if env else None,
+                                           env.queue if env else delivery.queue)
 
     def _chain_for(self, options: TaskOptions) -> CallNext:
         layers = [mw for mw in self.hive.middleware if mw.applies(options)]
@@ -331,10 +377,12 @@ class Worker:
         else:
             args = ()
         if handler.is_async:
-            await handler.fn(*args)
+            await self._tracker.execute(ctx, functools.partial(handler.fn, *args))
         else:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._pool, functools.partial(handler.fn, *args))
+            # the thread runs in this task's context: spans and contextvars reach sync handlers
+            call = functools.partial(contextvars.copy_context().run, handler.fn, *args)
+            await self._tracker.execute(ctx, lambda: loop.run_in_executor(self._pool, call))
 
     # -- settlement, leases, heartbeat ------------------------------------------------------
 
@@ -365,7 +413,8 @@ class Worker:
         while True:
             info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.queues,
                               self.concurrency, started, time.time(),
-                              {"processed": self.processed, "in_flight": len(self._inflight)})
+                              {"processed": self.processed, "in_flight": len(self._inflight),
+                               "progress": self._tracker.snapshot()})
             try:
                 await self.backend.heartbeat(info, ttl=15.0)
             except Exception as exc:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from examples.userapp import services
 from examples.userapp.app import create_hive
 
 from workhive.backends.memory import MemoryBackend
 from workhive.cli import cli
+from workhive.demo import services
 from workhive.testing import run_until_idle
 
 APP = "examples.userapp.app:hive"

@@ -1,18 +1,14 @@
-"""``workhive log tail``, ``workhive workers`` and ``workhive new module``."""
+"""``workhive log tail`` and ``workhive workers`` (``new module``: tests/cli/test_scaffold.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from tests.commandlog.commands import CreatePost
 from workhive.cli.commandlog import log_group, workers_command
-from workhive.cli.scaffold import new_group
 from workhive.commandlog import Executor
 from workhive.commandlog.sqlite import SQLiteMessageLog
 
@@ -38,27 +34,3 @@ def test_log_tail_and_workers(tmp_path: Path) -> None:
     out = runner.invoke(workers_command, ["--log", "redis://nope"])
     assert out.exit_code != 0 and "unsupported message log URL" in out.output
 
-
-def test_new_module_refuses_bad_names_and_existing_dirs(tmp_path: Path) -> None:
-    runner = CliRunner()
-    assert runner.invoke(new_group, ["module", "Bad-Name", "--dir", str(tmp_path)]).exit_code == 2
-    assert runner.invoke(new_group, ["module", "class", "--dir", str(tmp_path)]).exit_code == 2
-    (tmp_path / "taken").mkdir()
-    out = runner.invoke(new_group, ["module", "taken", "--dir", str(tmp_path)])
-    assert out.exit_code == 1 and "already exists" in out.output
-
-
-@pytest.mark.integration
-def test_new_module_generates_a_passing_test(tmp_path: Path) -> None:
-    out = CliRunner().invoke(new_group, ["module", "blog_posts", "--dir", str(tmp_path)])
-    assert out.exit_code == 0, out.output
-    names = sorted(p.name for p in (tmp_path / "blog_posts").iterdir())
-    assert names == ["__init__.py", "commands.py", "tasks.py", "test_blog_posts.py", "worker.py"]
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error",
-         "-o", "asyncio_default_fixture_loop_scope=function", "--rootdir", str(tmp_path),
-         str(tmp_path / "blog_posts")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 passed" in result.stdout

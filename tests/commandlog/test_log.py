@@ -1,4 +1,4 @@
-"""The MessageLog contract, run against SQLite and PostgreSQL."""
+"""The MessageLog contract, run against SQLite, PostgreSQL, NATS JetStream and Kafka."""
 
 from __future__ import annotations
 
@@ -93,7 +93,19 @@ def test_open_log_urls(tmp_path: object) -> None:
     assert isinstance(open_log("sqlite:////abs/app.db"), SQLiteMessageLog)
     pg = open_log("postgresql://u@h:5/db?prefix=p2")
     assert pg.url == "postgresql://u@h:5/db" and getattr(pg, "prefix", None) == "p2"
-    for bad in ("redis://x", "sqlite://host/x", "sqlite:///x?synchronous=SOMETIMES"):
+    from workhive.commandlog.kafka import KafkaMessageLog
+    from workhive.commandlog.nats import NatsMessageLog
+
+    for url, cls, shown in [
+        ("nats://h/LOG", NatsMessageLog, "nats://h:4222/LOG"),
+        ("tls://h:4443/LOG", NatsMessageLog, "tls://h:4443/LOG"),
+        ("kafka://h:9092/log", KafkaMessageLog, "kafka://h:9092/log"),
+        ("redpanda://h/log", KafkaMessageLog, "kafka://h:9092/log"),
+    ]:
+        made = open_log(url)  # builds only: nothing connects until open()
+        assert isinstance(made, cls) and made.url == shown
+    for bad in ("redis://x", "sqlite://host/x", "sqlite:///x?synchronous=SOMETIMES",
+                "nats://h:4222", "kafka://h:9092"):
         with pytest.raises(ConfigError):
             open_log(bad)
     with pytest.raises(ConfigError):

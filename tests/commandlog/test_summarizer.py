@@ -95,6 +95,10 @@ async def test_summarizer_end_to_end_and_restart_without_duplicate_calls(
     for i, text in enumerate(["alpha post", "beta post", "fail please"]):
         await app.executor.execute(CreatePost(f"p{i}", text))
     await run_until(app, lambda: len(worker.state.summaries) + len(worker.state.failures) == 3)
+    # The periodic job settles its state before the outcome commands come back through the
+    # log; stop only once the worker has read them, so the checkpoint covers them.
+    head = await log.head()
+    await run_until(app, lambda: worker.last_processed_id >= head)
     await app.stop_workers(timeout=10)
     assert worker.state.summaries == {"p0": "alpha", "p1": "beta "}
     assert list(worker.state.failures) == ["p2"]

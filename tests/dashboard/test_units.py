@@ -5,7 +5,7 @@ from __future__ import annotations
 from workhive.backend import QueueStats
 from workhive.dashboard._board import RateTracker
 from workhive.dashboard._html import Safe, esc, fmt, join, table
-from workhive.dashboard._pages import value
+from workhive.dashboard._pages import duration, value
 from workhive.inspector import Snapshot
 
 
@@ -35,7 +35,10 @@ def test_table_escapes_cells_and_shows_the_empty_text() -> None:
 
 def test_cell_formats_match_the_scripts() -> None:
     assert value(None, "rate") == "" and value(2.345, "rate") == "2.3"
-    assert value(3.2, "ago") == "3s ago" and value(61.6, "secs") == "62s"
+    assert value(3.2, "ago") == "3s ago" and value(61.6, "secs") == "1m 2s"
+    assert value(12.4, "ms") == "12 ms" and value(2500, "ms") == "2.5s"
+    assert [duration(s) for s in (0, 59.4, 3600, 3725, 93784)] == \
+        ["0s", "59s", "1h", "1h 2m", "1d 2h"]
     assert value(["a", "b"], "list") == "a,b"
     assert value(0.0, "time") == "1970-01-01 00:00:00"
 

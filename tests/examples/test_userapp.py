@@ -8,10 +8,14 @@ from collections.abc import Iterator
 
 import msgspec
 import pytest
-from examples.userapp import scenario, services
 from examples.userapp.app import create_hive
-from examples.userapp.services import ADMIN, outbox
-from examples.userapp.todos import (
+
+from workhive import ValidationError
+from workhive._envelope import decode
+from workhive.backend import SupportsDeadLetters
+from workhive.demo import scenario, services
+from workhive.demo.services import ADMIN, outbox
+from workhive.demo.todos import (
     OverdueCheck,
     UserCreated,
     audit_user_created,
@@ -19,7 +23,7 @@ from examples.userapp.todos import (
     overdue_check_payload,
     remind_overdue,
 )
-from examples.userapp.user import (
+from workhive.demo.user import (
     CrmSync,
     CrmUnavailable,
     ExportUserData,
@@ -30,10 +34,6 @@ from examples.userapp.user import (
     send_welcome_email,
     sync_crm,
 )
-
-from workhive import ValidationError
-from workhive._envelope import decode
-from workhive.backend import SupportsDeadLetters
 from workhive.testing import run_until_idle
 
 

@@ -14,6 +14,7 @@ import workhive
 from workhive import (
     Capability,
     CapabilityError,
+    ConfigError,
     Hive,
     Module,
     RateLimit,
@@ -51,7 +52,8 @@ def test_public_api_is_pinned() -> None:
         "Hive", "HiveConfig", "Module", "QueueStats", "RateLimit", "Reject", "RegistryError",
         "Retry", "SerializationError", "Settlement", "Skip", "TaskContext", "TaskError",
         "TaskTimeout", "UnknownTaskError", "ValidationError", "Worker", "WorkhiveError",
-        "__version__", "load_config",
+        "__version__", "load_config", "Cancelled", "ResultHandle", "ResultTimeout",
+        "TaskCancelled", "TaskFailed", "TaskHandle", "TaskStatus",
     }
 
 
@@ -143,6 +145,9 @@ async def test_feature_flags_gate_registration() -> None:
     await hive.enqueue("f:on")
     dropped = await hive.enqueue("f:off")
     assert dropped.id == ""
+    with pytest.raises(ConfigError, match="'unset'"):  # a test must not silently skip a task
+        await run_until_idle(hive)
+    hive.flags["unset"] = False
     await run_until_idle(hive)
     assert ran == ["on"]
 

@@ -10,6 +10,12 @@ Crash windows are the contract's own: a unique key is claimed before the publish
 after the ack (a crash in between holds it until someone releases it by hand or, for idempotency
 keys, until its ttl); a dead letter is kept before the delivery is acked (a crash in between
 keeps it twice under one id, which the store stores once).
+
+Task results (:attr:`Capability.RESULTS`) live in the coordination store when the transport
+cannot keep them and the store can (Redis, SQLite): ``Hive("amqp://...",
+coordination="redis://...")`` then offers ``store_result=True``. Cancellation
+(:attr:`Capability.CANCEL`) needs the transport to delete a waiting message, so a composite
+offers it only when its transport does.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from workhive.backend import (
     Features,
     QueueStats,
     Settlement,
+    SupportsCancel,
     SupportsCapacity,
+    SupportsDeadLetters,
+    SupportsResults,
     SupportsStats,
     WorkerInfo,
     event_group,
@@ -61,8 +70,9 @@ class Composite:
         own = transport.features.capabilities
         self.delegated = (COORDINATION - own) & coordination.features.capabilities
         self.name = transport.name
+        caps = own | self.delegated
         self.features: Features = dataclasses.replace(
-            transport.features, capabilities=own | self.delegated)
+            transport.features, capabilities=caps, results=Capability.RESULTS in caps)
         if not self.delegated:
             logger.info("the %s backend coordinates itself; the %s coordination store is unused",
                         transport.name, coordination.name)
@@ -190,17 +200,63 @@ class Composite:
     async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
         await self.coordination.keep_dead(letters)
 
+    # -- results and cancellation -------------------------------------------------------
+
+    def _results(self) -> SupportsResults:
+        store = self.coordination if Capability.RESULTS in self.delegated else self.transport
+        if not isinstance(store, SupportsResults) or \
+                not store.features.has(Capability.RESULTS):
+            raise CapabilityError(
+                f"neither the {self.transport.name!r} backend nor its {self.coordination.name!r} "
+                "coordination store keeps task results; use coordination='redis://...' or "
+                "'sqlite:///coordination.db'")
+        return store
+
+    async def store_result(self, task_id: str, record: bytes, ttl: float) -> None:
+        await self._results().store_result(task_id, record, ttl)
+
+    async def get_result(self, task_id: str) -> bytes | None:
+        return await self._results().get_result(task_id)
+
+    def _cancel(self) -> SupportsCancel:
+        if not isinstance(self.transport, SupportsCancel) or \
+                not self.transport.features.has(Capability.CANCEL):
+            raise CapabilityError(f"the {self.transport.name!r} backend cannot cancel tasks")
+        return self.transport
+
+    async def cancel(self, task_id: str, ttl: float) -> bool:
+        return await self._cancel().cancel(task_id, ttl)
+
+    async def cancelled(self, task_ids: Sequence[str]) -> set[str]:
+        return await self._cancel().cancelled(task_ids)
+
+    def _own_dead(self) -> SupportsDeadLetters | None:
+        """The transport, when it keeps its dead letters itself (NATS does, in a stream of its
+        own): browsing them in the store would show an empty list."""
+        if Capability.DEAD_LETTER in self.delegated:
+            return None
+        return self.transport if isinstance(self.transport, SupportsDeadLetters) else None
+
     async def dead_letters(
         self, queue: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[DeadLetter]:
+        own = self._own_dead()
+        if own is not None:
+            return await own.dead_letters(queue, limit, offset)
         return await self.coordination.dead_letters(queue, limit, offset)
 
     async def purge_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        own = self._own_dead()
+        if own is not None:
+            return await own.purge_dead(ids, queue)
         return await self.coordination.purge_dead(ids, queue)
 
     async def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
         """Enqueue fresh copies on the transport, then drop the letters (a crash in between
         replays a letter twice, never loses one)."""
+        own = self._own_dead()
+        if own is not None:
+            return await own.replay_dead(ids, queue)
         chosen = set(ids) if ids is not None else None
         letters: list[DeadLetter] = []
         offset = 0
@@ -233,6 +289,8 @@ class Composite:
         by_queue: dict[str, QueueStats] = {}
         if isinstance(self.transport, SupportsStats):
             by_queue = {s.queue: s for s in await self.transport.stats()}
+        if self._own_dead() is not None:
+            return sorted(by_queue.values(), key=lambda s: s.queue)
         for stat in await self.coordination.stats():
             if stat.dead:
                 by_queue.setdefault(stat.queue, QueueStats(stat.queue)).dead = stat.dead

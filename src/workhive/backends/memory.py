@@ -5,6 +5,11 @@ coordination store in one): short enough to read when
 writing a new backend. State lives in this object, so producers and workers must share one
 process (and one :class:`MemoryBackend`); ``memory://name`` URLs resolve to a shared instance
 per name within the process.
+
+Per-key order (``Capability.ORDERED_KEYS``) is kept the way the Kafka backend keeps it: the
+first message of an ordering key that is fetched *holds* the key (per queue) until it is acked
+or dead-lettered, through retries, releases and expired leases; other messages of the key wait
+in the queue meanwhile, and since the queue is FIFO within a priority, the oldest goes next.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from workhive.backend import (
     fan_out,
     topic_matches,
 )
+from workhive.backends.memory_browse import MemoryBrowse
+from workhive.history import InMemoryHistory
+from workhive.pauses import InMemoryPauses
 
 _DEFAULT_IDEMPOTENCY_TTL = 86_400.0
 
@@ -43,13 +51,15 @@ class _Item:
     body: bytes = field(compare=False)
     unique_key: str | None = field(compare=False, default=None)
     lease_token: int = field(compare=False, default=0)
+    ordering_key: str | None = field(compare=False, default=None)
 
 
-class MemoryBackend:
+class MemoryBackend(InMemoryHistory, InMemoryPauses, MemoryBrowse):
     """Everything in dicts and heaps guarded by one asyncio condition."""
 
     name = "memory"
-    features = Features(frozenset(Capability), lease="timed")
+    features = Features(frozenset(Capability), lease="timed", ordered_keys=True, results=True,
+                        cancel=True)
 
     #: ``memory://name`` instances; bare ``memory://`` always builds a fresh one.
     _instances: dict[str, MemoryBackend] = {}
@@ -62,6 +72,7 @@ class MemoryBackend:
         self._dead: dict[str, DeadLetter] = {}
         self._idempotency: dict[str, tuple[str, float]] = {}
         self._unique: dict[str, str] = {}
+        self._holders: dict[tuple[str, str], str] = {}  # (queue, ordering key) -> message id
         self._claims: dict[str, tuple[str, float]] = {}  # key -> (holder, expires at)
         self._bindings: set[tuple[str, str]] = set()
         self._ticks: set[tuple[str, float]] = set()
@@ -69,6 +80,8 @@ class MemoryBackend:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._totals: dict[str, list[int]] = {}
         self._workers: dict[str, tuple[float, WorkerInfo]] = {}
+        self._results: dict[str, tuple[float, bytes]] = {}  # id -> (expires at, record)
+        self._cancels: dict[str, float] = {}  # id -> flag expires at
         self._changed = asyncio.Condition()
 
     @classmethod
@@ -109,7 +122,7 @@ class MemoryBackend:
                     continue
                 self._unique[env.unique_key] = env.id
             item = _Item((-env.priority, env.eta or 0.0, next(self._seq)), env.id, env.queue,
-                         encode(env), env.unique_key)
+                         encode(env), env.unique_key, ordering_key=env.ordering_key)
             self._place(item, env.eta or 0.0, now)
             results.append(EnqueueResult(env.id))
         await self._notify()
@@ -149,11 +162,17 @@ class MemoryBackend:
                 out: list[Delivery] = []
                 for q in queues:
                     heap = self._ready.get(q)
+                    waiting: list[_Item] = []  # behind another message of their ordering key
                     while heap and len(out) < limit:
                         item = heapq.heappop(heap)
+                        if not self._hold(item):
+                            waiting.append(item)
+                            continue
                         item.lease_token += 1
                         self._leased[item.id] = (now + lease, item)
                         out.append(Delivery(q, item.body, (item.id, item.lease_token)))
+                    for item in waiting:
+                        heapq.heappush(self._ready[q], item)
                 if out:
                     return out
                 remaining = deadline - time.monotonic()
@@ -163,6 +182,21 @@ class MemoryBackend:
                     remaining = min(remaining, max(wake - now, 0.001))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def _hold(self, item: _Item) -> bool:
+        """Whether ``item`` may run now: it has no ordering key, or it holds its key (it is
+        the first of them fetched, or the one already holding it)."""
+        if item.ordering_key is None:
+            return True
+        holder = self._holders.setdefault((item.queue, item.ordering_key), item.id)
+        return holder == item.id
+
+    def _let_go(self, item: _Item) -> None:
+        """``item`` is done (acked or dead): the next message of its key may run."""
+        if item.ordering_key is not None:
+            key = (item.queue, item.ordering_key)
+            if self._holders.get(key) == item.id:
+                del self._holders[key]
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         now = time.time()
@@ -177,10 +211,12 @@ class MemoryBackend:
             if s.action == "ack":
                 totals[0] += 1
                 self._release_unique(item)
+                self._let_go(item)
             elif s.action == "dead":
                 totals[1] += 1
                 self._dead[mid] = DeadLetter(mid, item.queue, s.body or item.body, s.reason, now)
                 self._release_unique(item)
+                self._let_go(item)
             else:
                 if s.action == "retry":
                     totals[1] += 1
@@ -256,6 +292,49 @@ class MemoryBackend:
     async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
         for letter in letters:
             self._dead.setdefault(letter.id, letter)
+
+    # -- results and cancellation ------------------------------------------------------
+
+    async def store_result(self, task_id: str, record: bytes, ttl: float) -> None:
+        now = time.time()
+        for gone in [k for k, (expires, _) in self._results.items() if expires <= now]:
+            del self._results[gone]
+        self._results[task_id] = (now + ttl, record)
+
+    async def get_result(self, task_id: str) -> bytes | None:
+        held = self._results.get(task_id)
+        return held[1] if held is not None and held[0] > time.time() else None
+
+    async def cancel(self, task_id: str, ttl: float) -> bool:
+        """Delete a waiting message (ready or delayed) with this id, else flag it."""
+        for q, heap in self._ready.items():
+            kept = [item for item in heap if item.id != task_id]
+            if len(kept) < len(heap):
+                heapq.heapify(kept)
+                self._ready[q] = kept
+                return self._cancelled_waiting(task_id, heap)
+        kept_delayed = [entry for entry in self._delayed if entry[2].id != task_id]
+        if len(kept_delayed) < len(self._delayed):
+            gone = [entry[2] for entry in self._delayed if entry[2].id == task_id]
+            heapq.heapify(kept_delayed)
+            self._delayed = kept_delayed
+            return self._cancelled_waiting(task_id, gone)
+        now = time.time()
+        for flagged in [k for k, expires in self._cancels.items() if expires <= now]:
+            del self._cancels[flagged]
+        self._cancels[task_id] = now + ttl
+        return False
+
+    def _cancelled_waiting(self, task_id: str, items: list[_Item]) -> bool:
+        for item in items:
+            if item.id == task_id:
+                self._release_unique(item)
+                self._let_go(item)
+        return True
+
+    async def cancelled(self, task_ids: Sequence[str]) -> set[str]:
+        now = time.time()
+        return {t for t in task_ids if self._cancels.get(t, 0.0) > now}
 
     # -- dead letters and inspection --------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The seeds' "disable" backend: accepts every enqueue and publish, logs it, runs nothing.
+"""The "disable" backend: accepts every enqueue and publish, logs it, runs nothing.
 
 Use it to run an app with background work switched off (``WORKHIVE_BACKEND=noop``). It declares
 every capability but durable queues, so an app declares and enqueues as usual while starting
@@ -22,7 +22,7 @@ class NoopBackend:
     #: every producer-side capability: it accepts whatever an app sends, and runs no worker.
     features = Features(frozenset(Capability) - {
         Capability.QUEUE, Capability.INSPECT, Capability.DEAD_LETTER
-    }, lease="none")
+    }, lease="none", ordered_keys=True)
 
     def __init__(self) -> None:
         self.accepted = 0

@@ -21,6 +21,7 @@ from workhive.cli._demo import demo_command
 from workhive.cli._dlq import dlq_group
 from workhive.cli._produce import enqueue_command, publish_command
 from workhive.cli._status import status_command
+from workhive.cli._tasks import cancel_command, result_command
 from workhive.cli._worker import worker_command
 from workhive.errors import WorkhiveError
 
@@ -57,7 +58,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 for _command in (worker_command, enqueue_command, publish_command, status_command, dlq_group,
-                 cron_group, demo_command):
+                 cron_group, demo_command, cancel_command, result_command):
     cli.add_command(_command)
 
 # Written by other engineers, possibly not there yet: the CLI must work without them. Imported

@@ -22,7 +22,7 @@ from typing import Any
 
 from workhive.backend import Capability, require
 from workhive.cli._common import CliError
-from workhive.config import HiveConfig, load_config
+from workhive.config import HiveConfig, config_path, load_config
 from workhive.hive import Hive
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class HiveSpec:
                            "the handlers), or $WORKHIVE_APP")
 
     def _explicit_config(self) -> HiveConfig | None:
-        if self.config or os.environ.get("WORKHIVE_CONFIG") or Path("workhive.yaml").exists():
+        if config_path(self.config) is not None:
             return load_config(self.config)
         return None
 

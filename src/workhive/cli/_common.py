@@ -1,7 +1,8 @@
 """Plumbing every command shares: the error type, output consoles, logging, option sets.
 
 Why here and not in each command: the exit-code contract (2 for anything the user can fix, one
-red line, traceback only with ``-v``) and the logging format (seed 000's ``[INFO] ...`` lines)
+red line, traceback only with ``-v``) and the logging format (timestamped ``[INFO] ...`` lines,
+as Go workers print them, or JSON with ``--log-format json``; :mod:`workhive.cli._logformat`)
 must be identical across commands, and only the CLI may install logging handlers.
 """
 
@@ -20,11 +21,13 @@ import click
 from rich.console import Console
 
 from workhive._redact import redact
+from workhive.cli._logformat import FORMATS, formatter
 
 T = TypeVar("T")
 
 VERBOSE_KEY = "workhive.verbose"
-LOG_FORMAT = "[%(levelname)s] %(message)s"
+LOG_FORMAT_KEY = "workhive.log_format"
+LOG_FORMAT_ENV = "WORKHIVE_LOG_FORMAT"
 
 
 class CliError(Exception):
@@ -51,13 +54,31 @@ def err_console() -> Console:
 
 
 def report_error(exc: BaseException, *, verbose: bool) -> None:
-    """One red line naming the problem; the full traceback only when asked for."""
-    if verbose:
-        click.echo(redact("".join(traceback.format_exception(exc))), err=True, nl=False)
+    """One red line naming the problem; the full traceback only when asked for.
+
+    Under ``--log-format json`` the line is a JSON log record like every other line on stderr
+    (the traceback, with ``-v``, in its ``exception`` field), so a log shipper parses it too.
+    """
     kind = "" if isinstance(exc, CliError) else f"{type(exc).__name__}: "
     # one line, even for multi-line driver messages; never a password a driver echoed
-    message = redact(" ".join(str(exc).split()))
-    click.secho(f"Error: {kind}{message}", fg="red", err=True)
+    message = f"Error: {kind}{redact(' '.join(str(exc).split()))}"
+    trace = redact("".join(traceback.format_exception(exc))) if verbose else None
+    if _errors_as_json():
+        record = logging.LogRecord("workhive.cli", logging.ERROR, "", 0, message, None, None)
+        record.exc_text = trace
+        click.echo(formatter("json").format(record), err=True)
+        return
+    if trace:
+        click.echo(trace, err=True, nl=False)
+    click.secho(message, fg="red", err=True)
+
+
+def _errors_as_json() -> bool:
+    """Whether the command asked for JSON logs; an invalid choice here means text (the error
+    being reported may be that very choice)."""
+    ctx = click.get_current_context(silent=True)
+    chosen = ctx.meta.get(LOG_FORMAT_KEY) if ctx is not None else None
+    return str(chosen or os.environ.get(LOG_FORMAT_ENV, "")).strip().lower() == "json"
 
 
 class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -71,24 +92,42 @@ class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
 _handler: logging.Handler | None = None
 
 
-def setup_logging(level: int) -> None:
-    """Install the one CLI log handler on the root logger (replacing an earlier one)."""
+def setup_logging(level: int, log_format: str = "text") -> None:
+    """Install the one CLI log handler on the root logger (replacing an earlier one).
+
+    ``log_format``: ``text`` (timestamped ``[LEVEL] message`` lines) or ``json`` (one object
+    per line); see :mod:`workhive.cli._logformat`.
+    """
     global _handler
     root = logging.getLogger()
     if _handler is not None:
         root.removeHandler(_handler)
     _handler = _CurrentStderr()
-    _handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _handler.setFormatter(formatter(log_format))
     root.addHandler(_handler)
     root.setLevel(level)
+
+
+def log_format(ctx: click.Context) -> str:
+    """``--log-format`` if the command has it, else ``$WORKHIVE_LOG_FORMAT``, else ``text``."""
+    chosen = ctx.meta.get(LOG_FORMAT_KEY) or os.environ.get(LOG_FORMAT_ENV) or "text"
+    chosen = str(chosen).strip().lower()
+    if chosen not in FORMATS:
+        raise CliError(f"${LOG_FORMAT_ENV} must be one of {', '.join(FORMATS)}, got {chosen!r}")
+    return chosen
 
 
 def set_verbose(ctx: click.Context, verbose: bool, *, quiet_level: int = logging.WARNING) -> bool:
     """Record ``-v`` where the error boundary can see it and set the log level to match."""
     verbose = verbose or bool(ctx.meta.get(VERBOSE_KEY, False))
     ctx.meta[VERBOSE_KEY] = verbose
-    setup_logging(logging.DEBUG if verbose else quiet_level)
+    setup_logging(logging.DEBUG if verbose else quiet_level, log_format(ctx))
     return verbose
+
+
+def _remember_log_format(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[LOG_FORMAT_KEY] = value.lower()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -156,15 +195,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def hive_options(fn: F) -> F:
-    """Add ``--app/--backend/--config/-v``: how a command finds its hive and its backend."""
+    """Add ``--app/--backend/--config/-v/--log-format``: how a command finds its hive and its
+    backend, and how it logs."""
     options = [
         click.option("--app", "app", metavar="MODULE:ATTR", envvar="WORKHIVE_APP",
                      help="The Hive (or a factory returning one), e.g. myapp.tasks:hive."),
         click.option("--backend", "backend", metavar="URL",
                      help="Backend URL; wins over the app's and the config's backend."),
-        click.option("--config", "config", metavar="PATH", type=click.Path(dir_okay=False),
-                     help="workhive.yaml to load (default: ./workhive.yaml or $WORKHIVE_CONFIG)."),
+        click.option("--config", "config", metavar="PATH", type=click.Path(),
+                     help="A workhive.yaml, or a directory with featureflags.yaml + config.yaml "
+                          "(default: $WORKHIVE_CONFIG, ./workhive.yaml, ./config/)."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logs and full tracebacks."),
+        click.option("--log-format", type=click.Choice(FORMATS, case_sensitive=False),
+                     envvar=LOG_FORMAT_ENV, expose_value=False, callback=_remember_log_format,
+                     help="Log lines as timestamped text (default) or one JSON object per "
+                          f"line for log shippers (${LOG_FORMAT_ENV})."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -5,6 +5,9 @@ runs: the rest of the CLI works without them, and ``workhive dashboard`` then sa
 install them and exits 2 (a :class:`CliError`). uvicorn's own loggers go through the CLI's log
 handler (``[INFO] ...``); request access lines only with ``-v``, since the page polls every two
 seconds.
+
+Listening beyond loopback needs a token (``--token`` or ``WORKHIVE_DASHBOARD_TOKEN``): the
+command refuses to start without one, so a dashboard reachable from a network is never open.
 """
 
 from __future__ import annotations
@@ -23,16 +26,26 @@ INSTALL_HINT = "workhive dashboard needs Starlette and uvicorn: pip install 'wor
 
 @click.command("dashboard")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Interface to listen on (the dashboard has no login: keep it on loopback).")
+              help="Interface to listen on; anything but loopback needs --token.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8181, show_default=True)
-@click.option("--read-only", is_flag=True, help="Show everything; refuse replay and purge.")
+@click.option("--read-only", is_flag=True,
+              help="Show everything; refuse replay, purge, pause and trigger.")
+@click.option("--token", envvar="WORKHIVE_DASHBOARD_TOKEN", default=None,
+              help="Require this secret (login page, bearer token or basic-auth password). "
+                   "Also read from WORKHIVE_DASHBOARD_TOKEN.")
 @hive_options
 @click.pass_context
 def dashboard_command(ctx: click.Context, host: str, port: int, read_only: bool,
-                      app: str | None, backend: str | None, config: str | None,
-                      verbose: bool) -> None:
-    """Web UI: queues, workers, cron jobs, dead letters (replay/purge), registrations."""
+                      token: str | None, app: str | None, backend: str | None,
+                      config: str | None, verbose: bool) -> None:
+    """Web UI: queues, charts, tasks, workers, cron, dead letters (replay/purge), pause."""
     verbose = set_verbose(ctx, verbose, quiet_level=logging.INFO)
+    if token is not None and not token.strip():
+        raise CliError("--token (or WORKHIVE_DASHBOARD_TOKEN) is empty; give a real secret")
+    if host not in LOOPBACK and token is None:
+        raise CliError(f"refusing to listen on {host} without a login: anyone who can reach "
+                       "it could replay, purge and pause. Give --token (or set "
+                       "WORKHIVE_DASHBOARD_TOKEN), or listen on 127.0.0.1")
     try:
         import uvicorn
 
@@ -41,10 +54,11 @@ def dashboard_command(ctx: click.Context, host: str, port: int, read_only: bool,
         raise CliError(f"{INSTALL_HINT} ({exc})") from exc
     hive = HiveSpec(app, backend, config).build()
     sqlite_must_exist(hive)
-    mode = " (read-only)" if read_only else ""
+    mode = (" (read-only)" if read_only else "") + (", token required" if token else "")
     click.echo(f"workhive dashboard{mode} for the {hive.backend.name} backend on "
                f"http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     allowed = LOOPBACK if host in LOOPBACK else None
-    uvicorn.run(create_app(hive, read_only=read_only, allowed_hosts=allowed), host=host,
+    uvicorn.run(create_app(hive, read_only=read_only, allowed_hosts=allowed, token=token),
+                host=host,
                 port=port, log_config=None, access_log=verbose,
                 log_level=logging.DEBUG if verbose else logging.INFO)

@@ -1,34 +1,31 @@
 """``workhive demo``: the example app end to end on the embedded default backend.
 
-It loads ``examples/userapp`` (from ``./examples``, else from the source checkout the package
-was installed from), prints what registered, enqueues a batch (flag-disabled tasks are reported
-as dropped), publishes events to two groups, runs an in-process worker with a progress bar until
-every message reached a final state and the 2-second cron job fired at least once, then prints a
-summary. Totals are measured as deltas from a baseline, so re-running on a kept ``--db`` is
-still truthful.
+It runs :mod:`workhive.demo`, the example app shipped inside the package (so a plain ``pip
+install workhive`` is enough), prints what registered, enqueues a batch (flag-disabled tasks
+are reported as dropped), publishes events to two groups, runs an in-process worker with a
+progress bar until every message reached a final state and the 2-second cron job fired at
+least once, then prints a summary. Totals are measured as deltas from a baseline, so
+re-running on a kept ``--db`` is still truthful.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import workhive
 from workhive.backend import topic_matches
 from workhive.cli._common import CliError, console, run, set_verbose
 from workhive.cli._demo_report import DemoRun, print_declarations, print_summary
+from workhive.demo import scenario, services
+from workhive.demo.app import create_hive
 from workhive.hive import Hive
 from workhive.inspector import Inspector, Snapshot
 
@@ -39,28 +36,6 @@ DEMO_BACKEND = "sqlite:///{db}"
 DEMO_CRON = "* * * * * */2"
 #: A safety net, not a benchmark: the demo normally finishes in a few seconds.
 DEMO_DEADLINE = 45.0
-EXAMPLE_APP = "examples.userapp"
-
-
-def find_examples(cwd: Path | None = None) -> Path:
-    """``./examples``, else the repository checkout this package was installed from."""
-    candidates = [(cwd or Path.cwd()) / "examples",
-                  Path(workhive.__file__).resolve().parents[2] / "examples"]
-    for candidate in candidates:
-        if (candidate / "userapp" / "app.py").is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise CliError(f"cannot find the example app (examples/userapp/app.py); looked in {tried}. "
-                   "Run the demo from a workhive source checkout")
-
-
-def load_example(examples: Path) -> dict[str, ModuleType]:
-    """Import the example package from ``examples``' parent directory."""
-    root = str(examples.parent)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    parts = ("app", "services", "scenario")
-    return {p: importlib.import_module(f"{EXAMPLE_APP}.{p}") for p in parts}
 
 
 class _HideTaskLogs(logging.Filter):
@@ -81,14 +56,13 @@ def demo_command(ctx: click.Context, db: str | None, keep: bool, verbose: bool) 
     if not verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_HideTaskLogs())
-    modules = load_example(find_examples())
     tmpdir = None if db else Path(tempfile.mkdtemp(prefix="workhive-demo-"))
     path = Path(db).resolve() if db else Path(tmpdir or ".") / "demo.db"
     url = DEMO_BACKEND.format(db=path)
     out = console()
     started = time.monotonic()
     try:
-        demo = run(_run(modules, url, out))
+        demo = run(_run(url, out))
     finally:
         if tmpdir is not None and not keep:
             shutil.rmtree(tmpdir, ignore_errors=True)
@@ -98,11 +72,9 @@ def demo_command(ctx: click.Context, db: str | None, keep: bool, verbose: bool) 
         out.print(f"Database kept at {path} (try: workhive status --backend {url})")
 
 
-async def _run(modules: dict[str, ModuleType], url: str, out: Console) -> DemoRun:
-    services: Any = modules["services"]
-    scenario: Any = modules["scenario"]
+async def _run(url: str, out: Console) -> DemoRun:
     services.reset()
-    hive: Hive = modules["app"].create_hive(backend=url, overdue_schedule=DEMO_CRON)
+    hive: Hive = create_hive(backend=url, overdue_schedule=DEMO_CRON)
     inspector = Inspector(hive)
     print_declarations(out, inspector.declarations(), hive.backend.name)
     demo = DemoRun()
@@ -167,4 +139,4 @@ async def _follow(inspector: Inspector, baseline: Snapshot, expected: int,
             await asyncio.sleep(0.1)
 
 
-__all__ = ["DEMO_BACKEND", "demo_command", "find_examples"]
+__all__ = ["DEMO_BACKEND", "demo_command"]

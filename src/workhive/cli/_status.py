@@ -1,4 +1,5 @@
-"""``workhive status``: queue depths, totals, live workers and (with ``--watch``) rates.
+"""``workhive status``: queue depths, totals, live workers, the progress running tasks report
+(``ctx.progress``) and, with ``--watch``, rates.
 
 Reads only through :class:`~workhive.inspector.Inspector`. Rates need two snapshots, so they
 appear from the second refresh of ``--watch`` on; ``--json`` prints one JSON object per refresh
@@ -62,7 +63,31 @@ def render(snap: Snapshot, rates: dict[str, QueueRate] | None) -> Group:
                         f"{max(snap.taken_at - w.seen_at, 0):.0f}s ago")
     if not snap.workers:
         workers.add_row("(no live workers)", "", "", "", "", "")
-    return Group(queues, workers)
+    running = progress_rows(snap)
+    if not running:
+        return Group(queues, workers)
+    progress = Table(title="Progress of running tasks")
+    for column in ("task id", "task", "done", "message", "worker"):
+        progress.add_column(column, justify="right" if column == "done" else "left")
+    for task_row in running:
+        progress.add_row(*task_row)
+    return Group(queues, workers, progress)
+
+
+def progress_rows(snap: Snapshot) -> list[tuple[str, str, str, str, str]]:
+    """What running tasks reported with ``ctx.progress`` (carried by worker heartbeats, so
+    as fresh as the last beat)."""
+    rows = []
+    for w in snap.workers:
+        reported = w.extra.get("progress")
+        if not isinstance(reported, dict):
+            continue
+        for task_id, entry in reported.items():
+            if isinstance(entry, list | tuple) and len(entry) == 3:
+                name, fraction, message = entry
+                done = f"{fraction:.0%}" if isinstance(fraction, int | float) else "?"
+                rows.append((str(task_id), str(name), done, str(message), w.id))
+    return rows
 
 
 @click.command("status")

@@ -1,7 +1,9 @@
 """``workhive log tail`` and ``workhive workers``: look at a command log from the shell.
 
 Both read through the public :class:`~workhive.commandlog.MessageLog` API only (head, reads,
-checkpoints), so they work on any log URL and never change it.
+checkpoints), so they work on every log URL (SQLite, PostgreSQL, NATS JetStream, Kafka) and
+never change what is in it. (Opening a log creates its tables, stream or topics if they are
+missing, as it does for a worker.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from workhive.commandlog import Message, MessageLog, open_log
 from workhive.errors import WorkhiveError
 
 _PAYLOAD_WIDTH = 80
+_LOG_HELP = "sqlite:///…, postgresql://…, nats://host:4222/STREAM or kafka://host:9092/topic"
 
 
 def _when(ts: float) -> str:
@@ -45,7 +48,7 @@ async def _tail(log: MessageLog, n: int, follow: bool, console: Console) -> None
         head = await log.head()
         console.print(f"log {log.url}: head {head}")
         last = max(0, head - n)
-        messages = await log.read_after(last, n) if n else []
+        messages = await _read(log, last, n)
         if messages:
             console.print(_table(messages))
             last = messages[-1].id
@@ -56,6 +59,18 @@ async def _tail(log: MessageLog, n: int, follow: bool, console: Console) -> None
                 last = m.id
     finally:
         await log.close()
+
+
+async def _read(log: MessageLog, after: int, n: int) -> list[Message]:
+    """Up to ``n`` messages after ``after``: a log may return fewer per call than asked."""
+    out: list[Message] = []
+    while len(out) < n:
+        batch = await log.read_after(after, n - len(out))
+        if not batch:
+            break
+        out += batch
+        after = batch[-1].id
+    return out
 
 
 async def _workers(log: MessageLog, console: Console) -> None:
@@ -99,7 +114,7 @@ def log_group() -> None:
 
 @log_group.command("tail")
 @click.option(
-    "--log", "url", required=True, envvar="WORKHIVE_LOG", help="sqlite:///… or postgresql://…"
+    "--log", "url", required=True, envvar="WORKHIVE_LOG", help=_LOG_HELP
 )
 @click.option("-n", "count", default=20, show_default=True, help="How many last messages to show.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new messages.")
@@ -110,7 +125,7 @@ def tail_command(url: str, count: int, follow: bool) -> None:
 
 @click.command("workers")
 @click.option(
-    "--log", "url", required=True, envvar="WORKHIVE_LOG", help="sqlite:///… or postgresql://…"
+    "--log", "url", required=True, envvar="WORKHIVE_LOG", help=_LOG_HELP
 )
 def workers_command(url: str) -> None:
     """Show each command worker's checkpoint and lag behind the log head."""

@@ -1,9 +1,11 @@
 """``workhive new module NAME``: generate a module from a template (Petrock's feature generator).
 
-The module gets a task, an event subscriber and a command worker, plus a test file that passes
-as generated, so a new feature starts green and shows each API in use. Templates are
-:class:`string.Template` strings (``$name``, ``$Name``) so generated code needs no escaping of
-braces. Nothing is overwritten: an existing directory is an error.
+The module gets a task, an event subscriber and a test file that passes as generated, so a new
+feature starts green and shows each API in use. ``--with-command-worker`` adds a command-log
+worker (commands, an event-sourced worker and its tests). The generated tests need only pytest
+and workhive itself: they drive asyncio with ``asyncio.run``, not a pytest plugin. Templates
+are :class:`string.Template` strings (``$name``, ``$Name``) so generated code needs no escaping
+of braces. Nothing is overwritten: an existing directory is an error.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import click
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
-_INIT = '''"""The $name module: tasks, event subscribers and a command worker."""
+_INIT = '''"""The $name module: tasks and event subscribers."""
+
+from $name.tasks import module
+
+__all__ = ["module"]
+'''
+
+_INIT_WITH_WORKER = '''"""The $name module: tasks, event subscribers and a command worker."""
 
 from $name.commands import Create${Name}Item
 from $name.tasks import module
@@ -119,33 +128,42 @@ def build_worker() -> CommandWorker[${Name}WorkerState]:
     return worker
 '''
 
-_TEST = '''"""Generated tests for the $name module: they pass as generated; extend them."""
+_TEST = '''"""Generated tests for the $name module's tasks: they pass as generated; extend them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
-import pytest
-
-from $name import Create${Name}Item, build_worker, module
-from $name.tasks import PROCESSED
-from $name.worker import on_create
+from $name.tasks import PROCESSED, module
 from workhive import Hive
-from workhive.commandlog import AppContext, Executor, Message
-from workhive.commandlog.sqlite import SQLiteMessageLog
 from workhive.testing import run_until_idle
 
 
-@pytest.mark.asyncio
-async def test_task_and_subscriber() -> None:
-    hive = Hive(backend="memory://")
-    hive.include(module)
+def test_task_and_subscriber() -> None:
+    async def scenario() -> None:
+        hive = Hive("memory://")  # in-process: real retries, delays and dead letters
+        hive.include(module)
+        async with hive:
+            await hive.enqueue("$name:process", {"item_id": "a"})
+            await hive.publish("$name.created", {"item_id": "b"})
+            await run_until_idle(hive)
+
     PROCESSED.clear()
-    async with hive:
-        await hive.enqueue("$name:process", {"item_id": "a"})
-        await hive.publish("$name.created", {"item_id": "b"})
-        await run_until_idle(hive)
+    asyncio.run(scenario())
     assert sorted(PROCESSED) == ["a", "b"]
+'''
+
+_WORKER_TEST = '''"""Generated tests for the $name command worker: they pass as generated."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from $name.commands import Create${Name}Item
+from $name.worker import build_worker, on_create
+from workhive.commandlog import AppContext, Executor, Message
+from workhive.commandlog.sqlite import SQLiteMessageLog
 
 
 def test_worker_handler_is_a_plain_function() -> None:
@@ -154,33 +172,42 @@ def test_worker_handler_is_a_plain_function() -> None:
     assert ctx.state.items == {"1": "hello"} and ctx.state.announced == ["1"]
 
 
-@pytest.mark.asyncio
-async def test_worker_replays_without_side_effects(tmp_path: Path) -> None:
-    async with SQLiteMessageLog(str(tmp_path / "log.db")) as log:
-        app = AppContext(log, Executor(log))
-        await app.executor.execute(Create${Name}Item(item_id="1", content="hello"))
-        worker = build_worker()
-        await worker.start(app)
-        await worker.work()
-        await worker.stop(app)
-        assert worker.state.announced == ["1"]
+def test_worker_replays_without_side_effects(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with SQLiteMessageLog(str(tmp_path / "log.db")) as log:
+            app = AppContext(log, Executor(log))
+            await app.executor.execute(Create${Name}Item(item_id="1", content="hello"))
+            worker = build_worker()
+            await worker.start(app)
+            await worker.work()
+            await worker.stop(app)
+            assert worker.state.announced == ["1"]
 
-        restarted = build_worker()
-        await restarted.start(app)
-        assert restarted.state.items == {"1": "hello"} and restarted.state.announced == []
+            restarted = build_worker()
+            await restarted.start(app)
+            assert restarted.state.items == {"1": "hello"} and restarted.state.announced == []
+
+    asyncio.run(scenario())
 '''
 
+#: What every module gets: filename template -> content template.
 FILES = {
     "__init__.py": _INIT,
-    "commands.py": _COMMANDS,
     "tasks.py": _TASKS,
-    "worker.py": _WORKER,
     "test_$name.py": _TEST,
+}
+#: With ``--with-command-worker``: these replace or join :data:`FILES`.
+WORKER_FILES = {
+    "__init__.py": _INIT_WITH_WORKER,
+    "commands.py": _COMMANDS,
+    "worker.py": _WORKER,
+    "test_${name}_worker.py": _WORKER_TEST,
 }
 
 
-def render_module(name: str, target: Path) -> list[Path]:
-    """Write the module ``name`` under ``target``; return the files written."""
+def render_module(name: str, target: Path, *, command_worker: bool = False) -> list[Path]:
+    """Write the module ``name`` under ``target`` (with a command-log worker if asked); return
+    the files written."""
     if not _NAME_RE.match(name) or keyword.iskeyword(name):
         raise click.BadParameter(
             f"{name!r} is not a valid module name (lowercase letters, digits, underscores)",
@@ -192,7 +219,8 @@ def render_module(name: str, target: Path) -> list[Path]:
     values = {"name": name, "Name": "".join(part.title() for part in name.split("_"))}
     root.mkdir(parents=True)
     written = []
-    for filename, template in FILES.items():
+    files = {**FILES, **WORKER_FILES} if command_worker else FILES
+    for filename, template in files.items():
         path = root / Template(filename).substitute(values)
         path.write_text(Template(template).substitute(values), encoding="utf-8")
         written.append(path)
@@ -214,8 +242,14 @@ def new_group() -> None:
     show_default=True,
     help="Where to create the module directory.",
 )
-def new_module(name: str, directory: Path) -> None:
-    """Create module NAME with a task, a subscriber, a command worker and a passing test."""
-    for path in render_module(name, directory):
+@click.option(
+    "--with-command-worker",
+    "command_worker",
+    is_flag=True,
+    help="Also generate a command-log worker: commands, the worker and its tests.",
+)
+def new_module(name: str, directory: Path, command_worker: bool) -> None:
+    """Create module NAME with a task, a subscriber and a passing test."""
+    for path in render_module(name, directory, command_worker=command_worker):
         click.echo(f"created {path}")
     click.echo(f"run its tests: pytest {directory / name}")

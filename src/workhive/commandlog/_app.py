@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlencode, urlparse
 
 from workhive._redact import redact_url
 from workhive.commandlog._context import AppContext
@@ -28,15 +28,27 @@ logger = logging.getLogger(__name__)
 
 
 def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
-    """Build (not open) a log from ``sqlite:///path`` or ``postgresql://...``.
+    """Build (not open) a log from its URL.
 
-    ``?prefix=name`` in the URL (or ``prefix=``) picks the table prefix (default ``workhive``);
-    SQLite also takes ``?synchronous=FULL``.
+    * ``sqlite:///path/app.db`` and ``postgresql://user@host/db``: ``?prefix=name`` (or
+      ``prefix=``) picks the table prefix (default ``workhive``); SQLite also takes
+      ``?synchronous=FULL``.
+    * ``nats://host:4222/STREAM`` (or ``tls://``): a JetStream stream (``workhive[nats]``).
+    * ``kafka://host:9092/topic`` (or ``redpanda://``): a one-partition topic
+      (``workhive[kafka]``).
+
+    The path of a broker URL names the log; see ``docs/commandlog.md`` for their options.
     """
     parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if scheme in _BROKERS:
+        if prefix is not None:
+            raise ConfigError(f"a {_BROKERS[scheme]} log takes no prefix (that names SQL "
+                              "tables): the URL's path names the log")
+        return _broker_log(scheme, url)
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     table_prefix = prefix or query.pop("prefix", "workhive")
-    if parsed.scheme == "sqlite":
+    if scheme == "sqlite":
         path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
         if parsed.netloc or not path:
             raise ConfigError("sqlite log URL must look like sqlite:///path/to.db, got "
@@ -46,17 +58,41 @@ def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
         return SQLiteMessageLog(
             path, prefix=table_prefix, synchronous=query.pop("synchronous", "NORMAL")
         )
-    if parsed.scheme in {"postgres", "postgresql"}:
+    if scheme in {"postgres", "postgresql"}:
         try:
             from workhive.commandlog.postgres import PostgresMessageLog
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError(
                 "postgres logs need asyncpg: pip install 'workhive[postgres]'"
             ) from exc
-        dsn = parsed._replace(scheme="postgresql", query="").geturl()
+        # the rest of the query (sslmode, pooler, listen_url...) is the log's to read
+        dsn = parsed._replace(scheme="postgresql", query=urlencode(query)).geturl()
         return PostgresMessageLog(dsn, prefix=table_prefix)
-    raise ConfigError(f"unsupported message log URL {redact_url(url)!r} "
-                      "(use sqlite:/// or postgresql://)")
+    raise ConfigError(f"unsupported message log URL {redact_url(url)!r} (use sqlite:///, "
+                      "postgresql://, nats://host/STREAM or kafka://host/topic)")
+
+
+#: broker URL scheme -> the extra (and driver module) it needs
+_BROKERS = {"nats": "nats", "tls": "nats", "kafka": "kafka", "redpanda": "kafka"}
+_DRIVERS = {"nats": "nats", "kafka": "aiokafka"}
+
+
+def _broker_log(scheme: str, url: str) -> MessageLog:
+    extra = _BROKERS[scheme]
+    try:
+        if extra == "nats":
+            from workhive.commandlog.nats import NatsMessageLog
+
+            return NatsMessageLog(url)
+        from workhive.commandlog.kafka import KafkaMessageLog
+
+        return KafkaMessageLog(url)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing != _DRIVERS[extra]:
+            raise
+        raise ConfigError(f"{extra} logs need {_DRIVERS[extra]}: pip install "
+                          f"'workhive[{extra}]'") from None
 
 
 class App:

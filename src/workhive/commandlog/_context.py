@@ -70,7 +70,9 @@ class WorkerContext(Generic[S]):
     async def execute(self, command: Command) -> int | None:
         """Execute a follow-up command; returns its id, or ``None`` while replaying.
 
-        The new message's metadata records which worker and message caused it.
+        The new message's metadata records which worker and message caused it. Inside
+        :meth:`transaction` on a broker log (NATS, Kafka) the command is published when the
+        block exits, so the id returned here is ``0``.
         """
         if self.replaying:
             logger.debug("replay: not executing %s", type(command).command_name)
@@ -87,6 +89,11 @@ class WorkerContext(Generic[S]):
         Write your handler's rows through the yielded transaction: they, any commands
         executed inside the block and the checkpoint (the current message id) commit
         together, so after a crash the message is either fully done or not done at all.
+
+        On a broker log (NATS, Kafka) there is no database: commands executed inside the block
+        are published when it exits normally (dropped if it raises), then the checkpoint is
+        saved; SQL through the transaction raises ``CapabilityError``. Delivery is at least
+        once there.
         """
         if self.replaying:
             raise ReplayError(

@@ -4,6 +4,9 @@ State appliers are the application's read model: plain functions ``(command, mes
 registered per command class, called after the append succeeded. They must not perform side
 effects (those belong in command workers), because :meth:`Executor.replay` calls them again on
 every start to rebuild the state from the log.
+
+Inside ``transaction()`` on a broker log (NATS, Kafka) an append is buffered until the block
+exits and its id is ``0`` until then; the appliers run after the publish, with the real id.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from workhive.commandlog._buffered import pending_for
 from workhive.commandlog._commands import Command, CommandRegistry
 from workhive.commandlog._log import MessageLog
 from workhive.commandlog._message import Message
@@ -45,9 +49,16 @@ class Executor:
         """
         payload = self.registry.encode(command)
         name = type(command).command_name
+        buffered = pending_for(self.log)
+        first = len(buffered.entries) if buffered is not None else 0
         message_id = await self.log.append(name, payload, metadata)
         appliers = self._appliers.get(name)
-        if appliers:
+        if appliers and buffered is not None:
+            buffered.after_commit(
+                lambda ids: self._apply(appliers, command, Message(
+                    ids[first], name, payload, time.time(), metadata or {}))
+            )
+        elif appliers:
             message = Message(message_id, name, payload, time.time(), metadata or {})
             self._apply(appliers, command, message)
         return message_id
@@ -55,12 +66,21 @@ class Executor:
     async def execute_many(self, commands: Sequence[Command]) -> list[int]:
         """Validate all, append all in one transaction, then apply each; return the ids."""
         entries = [(type(c).command_name, self.registry.encode(c), None) for c in commands]
+        buffered = pending_for(self.log)
+        first = len(buffered.entries) if buffered is not None else 0
         ids = await self.log.append_many(entries)
-        now = time.time()
-        for command, (name, payload, _), message_id in zip(commands, entries, ids, strict=True):
-            appliers = self._appliers.get(name)
-            if appliers:
-                self._apply(appliers, command, Message(message_id, name, payload, now))
+
+        def apply_all(ids: list[int]) -> None:
+            now = time.time()
+            for command, (name, payload, _), message_id in zip(commands, entries, ids, strict=True):
+                appliers = self._appliers.get(name)
+                if appliers:
+                    self._apply(appliers, command, Message(message_id, name, payload, now))
+
+        if buffered is not None:
+            buffered.after_commit(lambda all_ids: apply_all(all_ids[first:first + len(entries)]))
+        else:
+            apply_all(ids)
         return ids
 
     def _apply(self, appliers: list[Applier], command: Command, message: Message) -> None:

@@ -7,10 +7,12 @@
 * **ordered** (gap-safe): once ``read_after`` has returned id *n*, no message with an id below
   *n* can appear later. A reader that only remembers the last id it saw never skips a message.
   SQLite gets this from its single writer; PostgreSQL serialises appends with a transaction-scoped
-  advisory lock, so ids commit in the order they were drawn.
+  advisory lock, so ids commit in the order they were drawn; NATS JetStream (stream sequence)
+  and Kafka (offset + 1 of a one-partition topic) assign ids on the server in commit order.
 * **tracked**: checkpoints (``worker -> last processed id``) live in the same store, and
   ``transaction()`` lets a handler's own writes, any commands it appends and the worker's
-  checkpoint commit together.
+  checkpoint commit together. Broker logs have no database: their ``transaction()`` buffers
+  appends until it exits and saves the checkpoint after them (``_buffered.py``).
 
 ``wait_for(after_id, timeout)`` waits without busy-polling until the head passes ``after_id``.
 """
@@ -35,7 +37,8 @@ class Transaction(Protocol):
 
     ``execute`` / ``fetch`` take SQL in the store's dialect (``?`` for SQLite, ``$1`` for
     PostgreSQL). ``connection`` is the driver connection for anything else; on SQLite use
-    :meth:`run` to call it on the log's writer thread.
+    :meth:`run` to call it on the log's writer thread. On broker logs (NATS, Kafka)
+    ``connection`` is ``None`` and ``execute`` / ``fetch`` raise ``CapabilityError``.
     """
 
     connection: Any

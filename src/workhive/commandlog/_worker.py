@@ -1,4 +1,4 @@
-"""The Worker protocol and CommandWorker, the seed's "50-100 workers without boilerplate".
+"""The Worker protocol and CommandWorker, "50-100 workers without boilerplate".
 
 Lifecycle (driven by :class:`~workhive.commandlog.App`):
 

@@ -9,21 +9,36 @@ visible before ours. ``tests/commandlog/test_postgres.py`` proves it with concur
 
 Waiting: each append transaction sends ``NOTIFY <channel>, '<last id>'`` (delivered at commit);
 one LISTEN connection per log wakes every waiting reader through a shared :class:`HeadWatcher`.
+
+Behind a transaction-mode pooler (PgBouncer), ``?pooler=transaction``: statements are not
+cached, the LISTEN connection goes to ``?listen_url=`` (direct to the server) and, without one,
+one poller per log reads the head every ``poll_interval`` (0.25 s) while readers wait. Nothing
+else needs a session: the append lock is transaction-scoped and every table name is explicit.
+See :mod:`workhive.backends.postgres.pooling`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import time
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import asyncpg
 
 from workhive._redact import netloc_password, redact, redact_url
+from workhive.backends.postgres.pooling import (
+    POLLING_INTERVAL,
+    check_pooler,
+    pool_options,
+    split_listen_url,
+)
 from workhive.commandlog._log import Entry, HeadWatcher, Transaction, current_transaction
 from workhive.commandlog._message import Message, decode_metadata, encode_metadata
 from workhive.errors import BackendError, BackendUnavailable, ConfigError
@@ -50,21 +65,48 @@ class PostgresTransaction:
         await self.connection.execute(self.log._upsert_sql, worker, last_id, time.time())
 
 
-class PostgresMessageLog:
-    """Message log in PostgreSQL. Tables ``{prefix}_messages`` / ``{prefix}_checkpoints``."""
+#: DSN query parameters the log reads itself (the rest go to asyncpg)
+_LOG_OPTIONS = ("pooler", "listen_url", "poll_interval")
 
-    def __init__(self, dsn: str, *, prefix: str = "workhive", pool_size: int = 10) -> None:
+
+class PostgresMessageLog:
+    """Message log in PostgreSQL. Tables ``{prefix}_messages`` / ``{prefix}_checkpoints``.
+
+    ``pooler`` / ``listen_url`` / ``poll_interval`` (keywords, or the DSN's query, keywords
+    winning) describe a pooler in front of the server, as for the postgres backend.
+    """
+
+    def __init__(self, dsn: str, *, prefix: str = "workhive", pool_size: int = 10,
+                 pooler: str | None = None, listen_url: str | None = None,
+                 poll_interval: float | None = None) -> None:
         if not prefix.isidentifier():
             raise ConfigError(f"postgres log prefix must be an identifier, got {prefix!r}")
         try:
-            urlsplit(dsn).port  # noqa: B018 - a bad port is a config error, not a socket crash
+            parts = urlsplit(dsn)
+            parts.port  # noqa: B018 - a bad port is a config error, not a socket crash
         except ValueError as exc:
             raise ConfigError(f"invalid postgres log url {redact_url(dsn)!r}: "
                               f"{redact(str(exc), netloc_password(dsn))}") from None
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        given = {k: v for k, v in query if k in _LOG_OPTIONS}
+        dsn = parts._replace(query=urlencode([(k, v) for k, v in query
+                                               if k not in _LOG_OPTIONS])).geturl()
         self._dsn = dsn  # what asyncpg connects with; may hold the password
         self.url = redact_url(dsn)  # what messages, the CLI and repr show
         self.prefix = prefix
         self.pool_size = pool_size
+        self.pooler = check_pooler(pooler if pooler is not None else given.get("pooler", "none"))
+        listen = listen_url if listen_url is not None else given.get("listen_url")
+        self._listen: tuple[str, str | None] | None = None
+        if listen is not None:
+            bare, password = split_listen_url(listen)
+            self._listen = bare, password or (unquote(parts.password) if parts.password else None)
+        elif self.pooler != "transaction":
+            self._listen = dsn, None
+        #: how often the head is read while readers wait, when there is no LISTEN session
+        self.poll_interval = _interval(
+            poll_interval if poll_interval is not None else given.get("poll_interval"))
+        self._poller: asyncio.Task[None] | None = None
         self.messages_table = f"{prefix}_messages"
         self.checkpoints_table = f"{prefix}_checkpoints"
         self.channel = f"{prefix}_messages"
@@ -93,7 +135,8 @@ class PostgresMessageLog:
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self.pool_size,
+                                                   **pool_options(self.pooler))
             async with self._pool.acquire() as conn:
                 await conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {self.messages_table} (id BIGSERIAL PRIMARY KEY,"
@@ -102,16 +145,24 @@ class PostgresMessageLog:
                     f"CREATE TABLE IF NOT EXISTS {self.checkpoints_table} (worker TEXT PRIMARY KEY,"
                     " last_id BIGINT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
                 )
-            self._listener = await asyncpg.connect(self._dsn)
-            await self._listener.add_listener(self.channel, self._on_notify)
+            if self._listen is not None:
+                url, password = self._listen
+                self._listener = await asyncpg.connect(url, password=password)
+                await self._listener.add_listener(self.channel, self._on_notify)
         except (OSError, asyncpg.PostgresError) as exc:
             await self.close()
-            detail = redact(str(exc), netloc_password(self._dsn))
+            detail = redact(str(exc), netloc_password(self._dsn),
+                            None if self._listen is None else self._listen[1])
             raise BackendUnavailable(f"cannot open postgres log at {self.url}: {detail}") from exc
         self._watcher.advance(await self.head())
 
     async def close(self) -> None:
-        """Close the listener and the pool. Safe to call twice."""
+        """Close the listener (or stop the poller) and the pool. Safe to call twice."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         if self._listener is not None:
             await self._listener.close()
             self._listener = None
@@ -204,8 +255,34 @@ class PostgresMessageLog:
         return int(value)
 
     async def wait_for(self, after_id: int, timeout: float) -> bool:
-        """Wait for a NOTIFY past ``after_id``; ``False`` on timeout."""
+        """Wait for a NOTIFY (or, without LISTEN, a polled head) past ``after_id``; ``False``
+        on timeout."""
+        if self._listener is None and self._pool is not None and (
+            self._poller is None or self._poller.done()
+        ):
+            self._poller = asyncio.create_task(self._poll(), name=f"pg-log-poll:{self.channel}")
         return await self._watcher.wait(after_id, timeout)
+
+    async def _poll(self) -> None:
+        """Read the head every ``poll_interval`` while someone waits (no LISTEN session);
+        exits after a few idle seconds, the next ``wait_for`` starts it again."""
+        idle_since = time.monotonic()
+        failing = False
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if self._watcher.waiters == 0:
+                if time.monotonic() - idle_since > 5.0:
+                    return
+                continue
+            idle_since = time.monotonic()
+            try:
+                self._watcher.advance(await self.head())
+                failing = False
+            except Exception as exc:  # background: waiters time out and retry; log once per outage
+                if not failing:
+                    logger.warning("postgres log %s: polling the head failed: %s",
+                                   self.messages_table, exc)
+                failing = True
 
     async def get_checkpoint(self, worker: str) -> int:
         async with self._acquire() as conn:
@@ -246,3 +323,18 @@ class PostgresMessageLog:
                 current_transaction.reset(token)
         if tx.appended:
             self._watcher.advance(tx.appended)
+
+
+def _interval(value: object) -> float:
+    """A positive ``poll_interval`` (seconds; :data:`POLLING_INTERVAL` when ``None``), or
+    :class:`ConfigError`."""
+    if value is None:
+        return POLLING_INTERVAL
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not 0 < seconds < math.inf:
+        raise ConfigError(f"postgres log option 'poll_interval' must be a positive number of "
+                          f"seconds, got {value!r}")
+    return seconds

@@ -2,13 +2,23 @@
 
 Routes (HTML pages and the ``/api`` JSON they are rendered from)::
 
-    GET  /                  /api/queues, /api/workers      queues with rates; workers
-    GET  /dead              /api/dead?queue=&limit=&offset= dead letters
+    GET  /                  /api/queues, /api/workers      queues with rates; charts; workers
+                            /api/history?range=&queue=&task=  chart series (1h, 6h, 1d)
+    GET  /tasks?range=&task= /api/tasks?range=             per-task counts and latency
+    GET  /workers           /api/workers                    workers, uptime, lost ones
+    GET  /queues/{q}?state=&q=&offset=  /api/queues/{q}/tasks?... one queue's tasks by state
+    GET  /queues/{q}/tasks/{id}         /api/queues/{q}/tasks/{id} payload, headers, attempts
+    POST /queues/{q}/tasks/{id}/delete|run-now  (and under /api)
+    GET  /dead              /api/dead?queue=&q=&limit=&offset= dead letters (q: search)
     GET  /dead/{id}         /api/dead/{id}                  payload, error, every attempt
     GET  /cron              /api/cron                       cron jobs and their next fire
     GET  /registrations     /api/registrations              tasks, subscribers, cron, flags
     POST /dead/{id}/replay|purge    /api/dead/{id}/replay|purge
     POST /dead/replay-all|purge-all /api/dead/replay-all|purge-all  (form/query ``queue``)
+    POST /queues/{q}/pause|resume   /api/queues/{q}/pause|resume
+    POST /cron/{job}/trigger        /api/cron/{job}/trigger
+    GET|POST /login, POST /logout   (only with a token, see :mod:`._auth`)
+    GET  /static/...                the chart library (uPlot) and its licence
 
 Why the POST guards: a dashboard on localhost is reachable by any web page the user visits,
 and a plain HTML form may be POSTed cross-site. So a POST whose ``Origin`` (or
@@ -23,8 +33,9 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -32,17 +43,20 @@ from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from workhive.dashboard import _pages as pages
 from workhive.dashboard._assets import SECURITY_HEADERS
-from workhive.dashboard._board import Board
+from workhive.dashboard._auth import COOKIE, TokenAuth, safe_next, session_value, token_matches
+from workhive.dashboard._board import RANGES, Board
 from workhive.dashboard._html import Safe
 from workhive.errors import BackendUnavailable, CapabilityError, WorkhiveError
 from workhive.hive import Hive
-from workhive.inspector import DeadLetterNotFound, dead_letter_json
+from workhive.inspector import DeadLetterNotFound, TaskNotFound, dead_letter_json, task_json
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+STATIC = Path(__file__).parent / "static"
 
 
 class _JSON(JSONResponse):
@@ -89,15 +103,32 @@ async def _form_field(request: Request, name: str) -> str | None:
 class _Dashboard:
     """The route handlers; one instance per app, holding the board and the mode."""
 
-    def __init__(self, hive: Hive, read_only: bool, has_app: bool) -> None:
+    def __init__(self, hive: Hive, read_only: bool, has_app: bool, token: str | None) -> None:
         self.board = Board(hive)
         self.read_only = read_only
         self.has_app = has_app
+        self.token = token
 
     def page(self, request: Request, title: str, body: Safe, status: int = 200) -> Response:
         document = pages.layout(title, body, path=request.url.path,
-                                backend=self.board.hive.backend.name, read_only=self.read_only)
+                                backend=self.board.hive.backend.name, read_only=self.read_only,
+                                logout=self.token is not None)
         return HTMLResponse(document, status, headers=SECURITY_HEADERS)
+
+    def refused(self, request: Request, what: str) -> Response | None:
+        """The 403 for a POST that read-only mode or the cross-site check refuses, else None."""
+        if self.read_only:
+            return self.error(request, 403, f"the dashboard is read-only (started with "
+                                            f"--read-only): {what} is disabled")
+        if _cross_site(request):
+            return self.error(request, 403, "cross-site request refused")
+        return None
+
+    def done(self, request: Request, data: dict[str, Any], back: str) -> Response:
+        """An action's answer: JSON for ``/api``, else a redirect (POST-redirect-GET)."""
+        if _is_api(request):
+            return _JSON(data)
+        return RedirectResponse(back, status_code=303)
 
     def error(self, request: Request, status: int, message: str) -> Response:
         if _is_api(request):
@@ -106,9 +137,98 @@ class _Dashboard:
 
     # -- views ---------------------------------------------------------------------
 
+    def _range(self, request: Request) -> str:
+        name = request.query_params.get("range") or "1h"
+        if name not in RANGES:
+            raise HTTPException(400, f"range must be one of {', '.join(RANGES)}, not {name!r}")
+        return name
+
     async def overview(self, request: Request) -> Response:
         queues, workers = await self.board.queues(), await self.board.workers()
-        return self.page(request, "Overview", pages.overview(queues, workers))
+        history = await self.board.history(self._range(request))
+        notice = ""
+        for verb in ("paused", "resumed"):
+            if verb in request.query_params:
+                notice = f"Queue {request.query_params[verb]!r} {verb}."
+        body = pages.overview(queues, workers, history, paused=await self.board.paused(),
+                              read_only=self.read_only, notice=notice)
+        return self.page(request, "Overview", body)
+
+    async def api_history(self, request: Request) -> Response:
+        return _JSON(await self.board.history(self._range(request),
+                                              request.query_params.get("queue") or None,
+                                              request.query_params.get("task") or None))
+
+    async def tasks(self, request: Request) -> Response:
+        name, task = self._range(request), request.query_params.get("task") or None
+        body = pages.tasks(await self.board.task_breakdown(name),
+                           await self.board.history(name, task=task), task=task)
+        return self.page(request, "Tasks", body)
+
+    async def api_tasks(self, request: Request) -> Response:
+        return _JSON(await self.board.task_breakdown(self._range(request)))
+
+    async def _queue_tasks(self, request: Request) -> dict[str, Any]:
+        state = request.query_params.get("state") or "ready"
+        if state not in pages.STATE_TITLES:
+            raise HTTPException(400, f"state must be one of {', '.join(pages.STATE_TITLES)}, "
+                                     f"not {state!r}")
+        return await self.board.tasks(request.path_params["queue"], state,
+                                      _int(request, "limit", 50, 1, 500),
+                                      _int(request, "offset", 0, 0, 10**9),
+                                      request.query_params.get("q", "").strip())
+
+    async def queue(self, request: Request) -> Response:
+        queue = request.path_params["queue"]
+        can_browse = self.board.can_browse()
+        state = request.query_params.get("state") or "ready"
+        data = (await self._queue_tasks(request) if can_browse or state == "dead" else
+                {"queue": queue, "state": state, "search": "", "offset": 0, "limit": 0,
+                 "total": 0, "tasks": []})
+        stat = next((s for s in (await self.board.inspector.snapshot()).queues
+                     if s.queue == queue), None)
+        counts = ({"ready": stat.ready, "delayed": stat.delayed, "in_flight": stat.in_flight,
+                   "dead": stat.dead} if stat is not None else {})
+        body = pages.queue_page(data, counts, can_browse=can_browse, read_only=self.read_only,
+                                backend=self.board.hive.backend.name)
+        return self.page(request, f"Queue {queue}", body)
+
+    async def api_queue_tasks(self, request: Request) -> Response:
+        return _JSON(await self._queue_tasks(request))
+
+    async def task(self, request: Request) -> Response:
+        view = await self.board.task(request.path_params["queue"], request.path_params["task_id"])
+        body = pages.task_detail(view, task_json(view, full=True), read_only=self.read_only,
+                                 can_cancel=self.board.can_cancel(),
+                                 all_frames=request.query_params.get("frames") == "all")
+        return self.page(request, f"Task {view.id}", body)
+
+    async def api_task(self, request: Request) -> Response:
+        view = await self.board.task(request.path_params["queue"], request.path_params["task_id"])
+        return _JSON(task_json(view, full=True))
+
+    def task_action(self, verb: str) -> Endpoint:
+        """A POST endpoint that deletes (or cancels a running) task, or runs a delayed one now."""
+
+        async def endpoint(request: Request) -> Response:
+            refused = self.refused(request, "changing tasks")
+            if refused is not None:
+                return refused
+            queue, task_id = request.path_params["queue"], request.path_params["task_id"]
+            back = f"/queues/{quote(queue, safe='')}"
+            if verb == "run-now":
+                done = await self.board.run_now(queue, task_id)
+                return self.done(request, {"ran_now": done},
+                                 back + "?" + urlencode({"state": "ready"}))
+            deleted = await self.board.delete_task(queue, task_id)
+            return self.done(request, {"deleted": deleted, "cancel_requested": not deleted},
+                             back + "?" + urlencode({"state": "ready" if deleted
+                                                     else "in_flight"}))
+
+        return endpoint
+
+    async def workers(self, request: Request) -> Response:
+        return self.page(request, "Workers", pages.workers(await self.board.workers()))
 
     async def api_queues(self, request: Request) -> Response:
         return _JSON(await self.board.queues())
@@ -118,8 +238,12 @@ class _Dashboard:
 
     async def _dead_rows(self, request: Request) -> list[dict[str, Any]]:
         queue = request.query_params.get("queue") or None
-        views = await self.board.dead_letters(queue, _int(request, "limit", 100, 1, 1000),
-                                              _int(request, "offset", 0, 0, 10**9))
+        limit, offset = _int(request, "limit", 100, 1, 1000), _int(request, "offset", 0, 0, 10**9)
+        search = request.query_params.get("q", "").strip()
+        if search:
+            views, _ = await self.board.inspector.search_dead(search, queue, limit, offset)
+        else:
+            views = await self.board.dead_letters(queue, limit, offset)
         return [dead_letter_json(v, full=False) for v in views]
 
     def _next_page(self, request: Request, shown: int) -> str:
@@ -142,7 +266,8 @@ class _Dashboard:
                          "dead letter(s)."
         rows = await self._dead_rows(request)
         body = pages.dead_list(rows, queue=queue, notice=notice, read_only=self.read_only,
-                               more=self._next_page(request, len(rows)))
+                               more=self._next_page(request, len(rows)),
+                               search=request.query_params.get("q", "").strip())
         return self.page(request, "Dead letters", body)
 
     async def api_dead(self, request: Request) -> Response:
@@ -150,7 +275,8 @@ class _Dashboard:
 
     async def dead_one(self, request: Request) -> Response:
         view = await self.board.dead_letter(request.path_params["dead_id"])
-        body = pages.dead_detail(view, dead_letter_json(view, full=True), read_only=self.read_only)
+        body = pages.dead_detail(view, dead_letter_json(view, full=True), read_only=self.read_only,
+                                 all_frames=request.query_params.get("frames") == "all")
         return self.page(request, f"Dead letter {view.id}", body)
 
     async def api_dead_one(self, request: Request) -> Response:
@@ -158,8 +284,11 @@ class _Dashboard:
         return _JSON(dead_letter_json(view, full=True))
 
     async def cron(self, request: Request) -> Response:
-        return self.page(request, "Cron jobs", pages.cron(self.board.cron(),
-                                                          has_app=self.has_app))
+        notice = (f"Triggered {request.query_params['triggered']!r}."
+                  if "triggered" in request.query_params else "")
+        return self.page(request, "Cron jobs", pages.cron(self.board.cron(), has_app=self.has_app,
+                                                          read_only=self.read_only,
+                                                          notice=notice))
 
     async def api_cron(self, request: Request) -> Response:
         return _JSON(self.board.cron())
@@ -178,11 +307,9 @@ class _Dashboard:
         """A POST endpoint that replays/purges one dead letter (``one``) or all of them."""
 
         async def endpoint(request: Request) -> Response:
-            if self.read_only:
-                return self.error(request, 403, "the dashboard is read-only (started with "
-                                                "--read-only): replay and purge are disabled")
-            if _cross_site(request):
-                return self.error(request, 403, "cross-site request refused")
+            refused = self.refused(request, "replay and purge")
+            if refused is not None:
+                return refused
             dead_id = request.path_params["dead_id"] if one else None
             queue = request.query_params.get("queue")
             if queue is None and not _is_api(request):
@@ -196,11 +323,68 @@ class _Dashboard:
 
         return endpoint
 
+    def pause(self, paused: bool) -> Endpoint:
+        """A POST endpoint that pauses (or resumes) the queue in the path."""
+
+        async def endpoint(request: Request) -> Response:
+            refused = self.refused(request, "pausing queues")
+            if refused is not None:
+                return refused
+            queue = request.path_params["queue"]
+            await self.board.set_paused(queue, paused)
+            verb = "paused" if paused else "resumed"
+            return self.done(request, {verb: queue}, f"/?{urlencode({verb: queue})}")
+
+        return endpoint
+
+    async def trigger(self, request: Request) -> Response:
+        refused = self.refused(request, "triggering cron jobs")
+        if refused is not None:
+            return refused
+        job = request.path_params["job"]
+        try:
+            target = await self.board.trigger(job)
+        except LookupError as exc:
+            return self.error(request, 404, str(exc))
+        return self.done(request, {"triggered": job, "target": target},
+                         f"/cron?{urlencode({'triggered': job})}")
+
+    # -- login ---------------------------------------------------------------------
+
+    async def login_page(self, request: Request) -> Response:
+        if self.token is None:
+            return RedirectResponse("/", 303)
+        body = pages.login(next_path=safe_next(request.query_params.get("next")),
+                           failed="failed" in request.query_params)
+        return self.page(request, "Log in", body)
+
+    async def login(self, request: Request) -> Response:
+        if self.token is None:
+            return RedirectResponse("/", 303)
+        if _cross_site(request):
+            return self.error(request, 403, "cross-site request refused")
+        given = await _form_field(request, "token") or ""
+        target = safe_next(await _form_field(request, "next"))
+        if not token_matches(given, self.token):
+            return RedirectResponse("/login?" + urlencode({"next": target, "failed": 1}), 303)
+        response = RedirectResponse(target, 303)
+        response.set_cookie(COOKIE, session_value(self.token), httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        if _cross_site(request):
+            return self.error(request, 403, "cross-site request refused")
+        response = RedirectResponse("/login" if self.token else "/", 303)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict")
+        return response
+
     # -- errors --------------------------------------------------------------------
 
     async def on_not_found(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, DeadLetterNotFound)
-        return self.error(request, 409 if exc.ambiguous else 404, str(exc))
+        if isinstance(exc, DeadLetterNotFound) and exc.ambiguous:
+            return self.error(request, 409, str(exc))
+        return self.error(request, 404, str(exc))
 
     async def on_workhive_error(self, request: Request, exc: Exception) -> Response:
         """A backend without the capability is 501; an unreachable one 503; else 500."""
@@ -216,8 +400,13 @@ class _Dashboard:
 
 
 def create_app(hive: Hive, read_only: bool = False, *,
-               allowed_hosts: Sequence[str] | None = None) -> Starlette:
-    """The dashboard for ``hive``; ``read_only`` refuses replay and purge with 403.
+               allowed_hosts: Sequence[str] | None = None, token: str | None = None) -> Starlette:
+    """The dashboard for ``hive``; ``read_only`` refuses every action (replay, purge, pause,
+    trigger) with 403.
+
+    ``token``: if given, every page and endpoint but ``/login`` and ``/static`` needs it (a
+    login cookie, a bearer token or basic auth, see :mod:`._auth`). An empty token is refused:
+    it would read as "protected" and let anyone in.
 
     ``allowed_hosts``: if given, requests whose ``Host`` header is not one of them get 400
     (Starlette's TrustedHostMiddleware), which defeats DNS rebinding against a local dashboard.
@@ -226,7 +415,9 @@ def create_app(hive: Hive, read_only: bool = False, *,
     :mod:`._board`). It opens the hive lazily on the first request and closes it when the
     server shuts down (lifespan); closing is idempotent, so a caller may close it too.
     """
-    d = _Dashboard(hive, read_only, has_app=bool(hive.modules))
+    if token is not None and not token.strip():
+        raise ValueError("the dashboard token must not be empty")
+    d = _Dashboard(hive, read_only, has_app=bool(hive.modules), token=token)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -238,6 +429,30 @@ def create_app(hive: Hive, read_only: bool = False, *,
     get, post = ["GET"], ["POST"]
     routes = [
         Route("/", d.overview, methods=get),
+        Route("/login", d.login_page, methods=get),
+        Route("/login", d.login, methods=post),
+        Route("/logout", d.logout, methods=post),
+        Route("/tasks", d.tasks, methods=get),
+        Route("/workers", d.workers, methods=get),
+        Route("/queues/{queue}", d.queue, methods=get),
+        Route("/queues/{queue}/tasks/{task_id}", d.task, methods=get),
+        Route("/queues/{queue}/tasks/{task_id}/delete", d.task_action("delete"), methods=post),
+        Route("/queues/{queue}/tasks/{task_id}/run-now", d.task_action("run-now"),
+              methods=post),
+        Route("/api/queues/{queue}/tasks", d.api_queue_tasks, methods=get),
+        Route("/api/queues/{queue}/tasks/{task_id}", d.api_task, methods=get),
+        Route("/api/queues/{queue}/tasks/{task_id}/delete", d.task_action("delete"),
+              methods=post),
+        Route("/api/queues/{queue}/tasks/{task_id}/run-now", d.task_action("run-now"),
+              methods=post),
+        Route("/queues/{queue}/pause", d.pause(True), methods=post),
+        Route("/queues/{queue}/resume", d.pause(False), methods=post),
+        Route("/cron/{job}/trigger", d.trigger, methods=post),
+        Route("/api/history", d.api_history, methods=get),
+        Route("/api/tasks", d.api_tasks, methods=get),
+        Route("/api/queues/{queue}/pause", d.pause(True), methods=post),
+        Route("/api/queues/{queue}/resume", d.pause(False), methods=post),
+        Route("/api/cron/{job}/trigger", d.trigger, methods=post),
         Route("/dead", d.dead, methods=get),
         Route("/dead/replay-all", d.action("replay", one=False), methods=post),
         Route("/dead/purge-all", d.action("purge", one=False), methods=post),
@@ -256,12 +471,16 @@ def create_app(hive: Hive, read_only: bool = False, *,
         Route("/api/dead/{dead_id}/purge", d.action("purge", one=True), methods=post),
         Route("/api/cron", d.api_cron, methods=get),
         Route("/api/registrations", d.api_registrations, methods=get),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = ([Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))]
                   if allowed_hosts is not None else [])
+    if token is not None:
+        middleware.append(Middleware(TokenAuth, token=token))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers={
         DeadLetterNotFound: d.on_not_found,
+        TaskNotFound: d.on_not_found,
         WorkhiveError: d.on_workhive_error,
         HTTPException: d.on_http_error,
     })

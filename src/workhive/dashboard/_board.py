@@ -11,17 +11,32 @@ as ``workhive dlq`` does).
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from dataclasses import asdict
 from typing import Any
 
+from workhive.backend import Capability, SupportsCancel, has
+from workhive.browse import STATES, TaskState, browser_of
+from workhive.errors import CapabilityError
+from workhive.history import Bucket, history_of, summarize
 from workhive.hive import Hive
 from workhive.inspector import (
     DeadLetterView,
     Inspector,
     QueueRate,
     Snapshot,
+    TaskView,
+    dead_letter_json,
     dead_letters_of,
+    task_json,
 )
+from workhive.pauses import pauses_of
+from workhive.scheduler.loop import fire
+
+#: chart ranges: name -> (seconds shown, seconds per point)
+RANGES = {"1h": (3_600, 60), "6h": (6 * 3_600, 300), "1d": (86_400, 600)}
+#: a worker whose heartbeat is older than this is shown as lost (it beats every 5 s)
+STALE_AFTER = 12.0
 
 
 class RateTracker:
@@ -63,9 +78,12 @@ class Board:
         """Queue counts plus rates since the previous refresh (``null`` on the first)."""
         snap = await self.inspector.snapshot()
         rates, interval = self.tracker.update(snap)
+        paused = await self.paused()
         queues = []
         for stat in snap.queues:
             row: dict[str, Any] = asdict(stat)
+            row["paused"] = ("" if paused is None
+                             else "paused" if stat.queue in paused else "running")
             rate = rates.get(stat.queue) if rates is not None else None
             row["processed_per_s"] = round(rate.processed_per_s, 3) if rate else None
             row["failed_per_s"] = round(rate.failed_per_s, 3) if rate else None
@@ -75,14 +93,20 @@ class Board:
                 "queues": queues}
 
     async def workers(self) -> dict[str, Any]:
-        """Live workers with the heartbeat's age and the counters the worker reports."""
+        """Live workers with the heartbeat's age, uptime and the counters the worker reports;
+        ``lost`` when the last heartbeat is older than :data:`STALE_AFTER` seconds."""
         snap = await self.inspector.snapshot()
         workers = []
         for w in snap.workers:
             row: dict[str, Any] = asdict(w)
-            row["heartbeat_age_s"] = round(max(snap.taken_at - w.seen_at, 0.0), 1)
+            row.pop("extra")
+            age = max(snap.taken_at - w.seen_at, 0.0)
+            row["heartbeat_age_s"] = round(age, 1)
+            row["uptime_s"] = round(max(snap.taken_at - w.started_at, 0.0), 1)
             row["in_flight"] = w.extra.get("in_flight")
             row["processed"] = w.extra.get("processed")
+            row["lost"] = 1 if age > STALE_AFTER else 0
+            row["state"] = "lost (no heartbeat)" if age > STALE_AFTER else "alive"
             workers.append(row)
         return {"backend": snap.backend, "taken_at": snap.taken_at, "workers": workers}
 
@@ -119,3 +143,150 @@ class Board:
     def registrations(self) -> dict[str, Any]:
         """Every declaration of the included modules, including what a flag kept out."""
         return {"registrations": [asdict(d) for d in self.inspector.declarations()]}
+
+    # -- task browser -----------------------------------------------------------------------
+
+    def can_browse(self) -> bool:
+        return browser_of(self.hive.backend) is not None
+
+    def can_cancel(self) -> bool:
+        return has(self.hive.backend, Capability.CANCEL) and isinstance(self.hive.backend,
+                                                                        SupportsCancel)
+
+    async def tasks(self, queue: str, state: str, limit: int, offset: int,
+                    search: str) -> dict[str, Any]:
+        """A page of one queue's tasks in ``state`` (``dead``: its dead letters) and the total;
+        ``search`` matches id, task name and error text."""
+        if state == "dead":
+            if search:
+                views, total = await self.inspector.search_dead(search, queue, limit, offset)
+            else:
+                views = await self.inspector.dead_letters(queue, limit, offset)
+                total = next((s.dead for s in (await self.inspector.snapshot()).queues
+                              if s.queue == queue), len(views))
+            rows = [dead_letter_json(v, full=False) for v in views]
+        else:
+            tasks, total = await self.inspector.tasks(queue, _state(state), limit, offset,
+                                                      search)
+            rows = [task_json(t, full=False) for t in tasks]
+        return {"queue": queue, "state": state, "search": search, "offset": offset,
+                "limit": limit, "total": total, "tasks": rows}
+
+    async def task(self, queue: str, task_id: str) -> TaskView:
+        return await self.inspector.task(queue, task_id)
+
+    async def delete_task(self, queue: str, task_id: str) -> bool:
+        """Delete a waiting task (True), or ask its worker to stop a running one (False)."""
+        backend = self.hive.backend
+        if not self.can_cancel() or not isinstance(backend, SupportsCancel):
+            raise CapabilityError(f"the {backend.name!r} backend cannot delete or cancel tasks")
+        await self.task(queue, task_id)  # 404 for a task of another queue, or gone
+        return await backend.cancel(task_id, 3_600.0)
+
+    async def run_now(self, queue: str, task_id: str) -> bool:
+        """Make a delayed task ready now (False when it is not delayed any more)."""
+        store = browser_of(self.hive.backend)
+        if store is None:
+            raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot list tasks")
+        await self.hive.open()
+        return await store.run_now(queue, task_id)
+
+    # -- pause / resume -------------------------------------------------------------------
+
+    async def paused(self) -> set[str] | None:
+        """The paused queues; None when the backend cannot pause queues."""
+        store = pauses_of(self.hive.backend)
+        if store is None:
+            return None
+        await self.hive.open()
+        return await store.paused_queues()
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        store = pauses_of(self.hive.backend)
+        if store is None:
+            raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot pause queues "
+                                  "(sqlite, redis and memory can)")
+        await self.hive.open()
+        await store.set_paused(queue, paused)
+
+    # -- cron -----------------------------------------------------------------------------
+
+    async def trigger(self, job_name: str) -> str:
+        """Fire a cron job now, as its tick would (the usual ticks are unaffected)."""
+        job = self.hive.crons.get(job_name)
+        if job is None:
+            raise LookupError(f"no cron job {job_name!r} (cron jobs are declared in code: "
+                              "start the dashboard with --app)")
+        await self.hive.open()
+        await fire(self.hive, job, time.time())
+        return job.task or job.publish or job_name
+
+    # -- history ----------------------------------------------------------------------------
+
+    async def _buckets(self, range_name: str) -> tuple[list[Bucket] | None, int, int, float]:
+        if range_name not in RANGES:
+            raise ValueError(f"range must be one of {', '.join(RANGES)}, not {range_name!r}")
+        span, step = RANGES[range_name]
+        now = time.time()
+        start = int((now - span) // step * step) + step
+        store = history_of(self.hive.backend)
+        if store is None:
+            return None, span, step, now
+        await self.hive.open()
+        return await store.history(start), span, step, now
+
+    async def history(self, range_name: str, queue: str | None = None,
+                      task: str | None = None) -> dict[str, Any]:
+        """Chart series over the range: per point, attempts that succeeded / failed (retried
+        or dead), mean queue wait and p50/p95 run time (ms). ``available`` is False when the
+        backend keeps no history."""
+        buckets, span, step, now = await self._buckets(range_name)
+        out: dict[str, Any] = {"range": range_name, "step_s": step, "available": buckets
+                               is not None, "backend": self.hive.backend.name}
+        last = int(now // step * step)
+        points = list(range(last - span + step, last + step, step))
+        per: dict[int, list[Bucket]] = defaultdict(list)
+        for b in buckets or []:
+            if (queue and b.queue != queue) or (task and b.task != task):
+                continue
+            per[b.minute // step * step].append(b)
+        series: dict[str, list[Any]] = {k: [] for k in ("succeeded", "failed", "wait_ms",
+                                                        "p50_ms", "p95_ms")}
+        for t in points:
+            total = summarize(per.get(t, []))
+            series["succeeded"].append(total["succeeded"])
+            series["failed"].append(total["retried"] + total["dead"])
+            series["wait_ms"].append(total["wait_ms_avg"])
+            series["p50_ms"].append(total["p50_ms"])
+            series["p95_ms"].append(total["p95_ms"])
+        out["t"] = points
+        out.update(series)
+        out["total"] = sum(series["succeeded"]) + sum(series["failed"])
+        out["queues"] = sorted({b.queue for b in buckets or []})
+        out["tasks"] = sorted({b.task for b in buckets or []})
+        return out
+
+    async def task_breakdown(self, range_name: str) -> dict[str, Any]:
+        """Per ``(queue, task)`` over the range: counts, failure rate, wait and run times."""
+        buckets, _, _, _ = await self._buckets(range_name)
+        groups: dict[tuple[str, str], list[Bucket]] = defaultdict(list)
+        for b in buckets or []:
+            groups[(b.queue, b.task)].append(b)
+        rows = []
+        for (queue, task), items in sorted(groups.items()):
+            row = {"queue": queue, "task": task, **summarize(items)}
+            row["failure_pct"] = (round(row["failure_rate"] * 100, 1)
+                                  if row["failure_rate"] is not None else None)
+            rows.append(row)
+        rows.sort(key=lambda r: -r["attempts"])
+        return {"range": range_name, "available": buckets is not None, "tasks": rows}
+
+
+def _state(name: str) -> TaskState:
+    for state in STATES:
+        if state == name:
+            return state
+    raise ValueError(f"state must be ready, delayed, in_flight or dead, not {name!r}")
+
+
+__all__ = ["RANGES", "Board", "RateTracker"]

@@ -15,36 +15,45 @@ from urllib.parse import quote, urlencode
 
 from workhive.dashboard._assets import CSS, JS
 from workhive.dashboard._html import Safe, esc, fmt, join, link, table, when
-from workhive.inspector import DeadLetterView
+from workhive.inspector import DeadLetterView, TaskView
 
-#: (JSON key, column title, format, link prefix): format is "", rate, ago, secs, list, time
-#: or reason; both this module and the refresh script understand them.
+#: (JSON key, column title, format, link prefix): format is "", rate, ago, secs, ms, list,
+#: time or reason; both this module and the refresh script understand them.
 Col = tuple[str, str, str, str]
 
 QUEUE_COLS: list[Col] = [
-    ("queue", "queue", "", ""), ("ready", "ready", "", ""), ("delayed", "delayed", "", ""),
+    ("queue", "queue", "", "/queues/"), ("ready", "ready", "", ""), ("delayed", "delayed", "", ""),
     ("in_flight", "in-flight", "", ""), ("dead", "dead", "", ""),
     ("processed", "processed", "", ""), ("failed", "failed", "", ""),
     ("processed_per_s", "processed/s", "rate", ""), ("failed_per_s", "failed/s", "rate", ""),
+    ("paused", "state", "", ""),
 ]
 WORKER_COLS: list[Col] = [
     ("id", "worker", "", ""), ("host", "host", "", ""), ("pid", "pid", "", ""),
     ("queues", "queues", "list", ""), ("concurrency", "concurrency", "", ""),
     ("in_flight", "in-flight", "", ""), ("processed", "processed", "", ""),
-    ("heartbeat_age_s", "heartbeat", "ago", ""),
+    ("heartbeat_age_s", "heartbeat", "ago", ""), ("uptime_s", "uptime", "secs", ""),
+    ("state", "state", "", ""),
+]
+TASK_COLS: list[Col] = [
+    ("task", "task", "", ""), ("queue", "queue", "", ""), ("attempts", "attempts", "", ""),
+    ("succeeded", "succeeded", "", ""), ("retried", "retried", "", ""),
+    ("dead", "dead", "", ""), ("failure_pct", "failure %", "", ""),
+    ("wait_ms_avg", "queue wait", "ms", ""), ("run_ms_avg", "run time (mean)", "ms", ""),
+    ("p50_ms", "p50 \u2264", "ms", ""), ("p95_ms", "p95 \u2264", "ms", ""),
 ]
 DEAD_COLS: list[Col] = [
     ("id", "id", "", "/dead/"), ("queue", "queue", "", ""), ("name", "task", "", ""),
-    ("attempts", "attempts", "", ""), ("failed_at", "failed at (UTC)", "time", ""),
+    ("attempts", "attempts", "", ""), ("failed_at", "failed at", "time", ""),
     ("reason", "reason", "reason", ""),
 ]
 CRON_COLS: list[Col] = [
     ("job", "job", "", ""), ("schedule", "schedule", "", ""),
-    ("next_fire", "next fire (UTC)", "time", ""), ("next_in_s", "in", "secs", ""),
+    ("next_fire", "next fire", "time", ""), ("next_in_s", "in", "secs", ""),
     ("target", "target", "", ""),
 ]
-NAV = [("/", "Overview"), ("/dead", "Dead letters"), ("/cron", "Cron"),
-       ("/registrations", "Registrations")]
+NAV = [("/", "Overview"), ("/tasks", "Tasks"), ("/workers", "Workers"),
+       ("/dead", "Dead letters"), ("/cron", "Cron"), ("/registrations", "Registrations")]
 
 
 def value(v: Any, kind: str) -> str:
@@ -54,9 +63,11 @@ def value(v: Any, kind: str) -> str:
     if kind == "rate":
         return f"{v:.1f}"
     if kind == "ago":
-        return f"{v:.0f}s ago"
+        return f"{duration(v)} ago"
     if kind == "secs":
-        return f"{v:.0f}s"
+        return duration(v)
+    if kind == "ms":
+        return f"{v:.0f} ms" if v < 1000 else duration(v / 1000, precise=True)
     if kind == "list":
         return ",".join(str(x) for x in v)
     if kind == "time":
@@ -64,8 +75,33 @@ def value(v: Any, kind: str) -> str:
     return str(v)
 
 
+def duration(seconds: float, *, precise: bool = False) -> str:
+    """``75`` -> ``1m 15s``, ``93784`` -> ``1d 2h``: two units at most, as people read them
+    (the refresh script's ``dur()`` does the same). ``precise`` keeps a tenth below a minute."""
+    if precise and seconds < 60:
+        return f"{seconds:.1f}s"
+    total = round(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if total >= size or (unit == "s" and not parts):
+            parts.append(f"{total // size}{unit}")
+            total %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def timestamp(ts: float | None) -> Safe:
+    """A ``<time>`` the script rewrites in the browser's time zone; UTC until it runs."""
+    if ts is None:
+        return Safe("")
+    return fmt('<time datetime="{iso}">{text} UTC</time>', iso=f"{ts:.3f}", text=when(ts))
+
+
 def _cell(row: dict[str, Any], col: Col) -> Safe:
     key, _, kind, prefix = col
+    if kind == "time" and not prefix:
+        return timestamp(row.get(key))
     text = value(row.get(key), kind)
     if prefix:
         return link(prefix + quote(str(row.get(key, "")), safe=""), text)
@@ -85,32 +121,129 @@ def live_table(cols: list[Col], rows: list[dict[str, Any]], *, src: str, key: st
                  col_classes=["reason" if c[2] == "reason" else "" for c in cols])
 
 
-def layout(title: str, body: Safe, *, path: str, backend: str, read_only: bool) -> Safe:
-    """The full document: nav bar, ``body``, the CSS and the refresh script."""
+def layout(title: str, body: Safe, *, path: str, backend: str, read_only: bool,
+           logout: bool = False) -> Safe:
+    """The full document: nav bar, ``body``, the CSS, the chart library and the script.
+
+    ``logout``: show the log-out button (the dashboard has a token)."""
     nav = join(fmt('<a href="{href}"{on}>{label}</a>', href=href, label=label,
                    on=Safe(' class="on"') if href == path else Safe(""))
                for href, label in NAV)
     mode = " (read-only)" if read_only else ""
+    out = (Safe('<form class="inline" method="post" action="/logout">'
+                '<button type="submit">Log out</button></form>') if logout else Safe(""))
     return fmt(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>{title} · workhive</title><style>{css}</style></head><body>"
+        "<title>{title} · workhive</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
+        '<link rel="stylesheet" href="/static/vendor/uPlot.min.css">'
+        "<style>{css}</style></head><body>"
         '<header><span class="brand">workhive</span>{nav}'
-        '<span class="muted">{backend}{mode}</span><span id="live-status"></span></header>'
-        "<main><h1>{title}</h1>{body}</main><script>{js}</script></body></html>",
-        title=title, css=Safe(CSS), nav=nav, backend=backend, mode=mode, body=body, js=Safe(JS))
+        '<span class="muted">{backend}{mode}</span><span id="live-status"></span>{out}</header>'
+        "<main><h1>{title}</h1>{body}</main>"
+        '<script src="/static/vendor/uPlot.iife.min.js"></script>'
+        "<script>{js}</script></body></html>",
+        title=title, css=Safe(CSS), nav=nav, backend=backend, mode=mode, out=out, body=body,
+        js=Safe(JS))
 
 
-def overview(queues: dict[str, Any], workers: dict[str, Any]) -> Safe:
+def login(*, next_path: str, failed: bool) -> Safe:
+    """The login form: one password field for the dashboard token."""
+    error = fmt('<p class="error">{e}</p>', e="That token is not right.") if failed else ""
+    return fmt('{error}<form method="post" action="/login" class="login">'
+               '<input type="hidden" name="next" value="{next}">'
+               '<label>Dashboard token <input type="password" name="token" autofocus '
+               'autocomplete="current-password" required></label> '
+               '<button type="submit">Log in</button></form>'
+               '<p class="muted">The token is the one given to <code>workhive dashboard '
+               "--token</code> (or WORKHIVE_DASHBOARD_TOKEN).</p>",
+               error=error, next=next_path)
+
+
+def charts(history: dict[str, Any], *, task: str | None = None) -> Safe:
+    """Range/queue/task pickers and two charts the script draws from ``/api/history``:
+    attempts per point (succeeded, failed) and latency (queue wait, run time p50/p95)."""
+    if not history["available"]:
+        return fmt('<p class="muted">The {b} backend keeps no task history, so there are no '
+                   "charts (the sqlite, redis and memory backends keep one).</p>",
+                   b=history["backend"])
+    ranges = join(fmt('<option value="{r}"{sel}>last {label}</option>', r=r,
+                      label={"1h": "hour", "6h": "6 hours", "1d": "day"}[r],
+                      sel=Safe(" selected") if r == history["range"] else Safe(""))
+                  for r in ("1h", "6h", "1d"))
+
+    def options(name: str, values: list[str], chosen: str | None) -> Safe:
+        opts = [fmt('<option value="">all {n}s</option>', n=name)]
+        opts += [fmt('<option value="{v}"{sel}>{v}</option>', v=v,
+                     sel=Safe(" selected") if v == chosen else Safe("")) for v in values]
+        return fmt('<select name="{n}" data-history-filter="{n}">{o}</select>', n=name,
+                   o=join(opts))
+
+    return fmt(
+        '<form class="chart-controls" id="chart-controls">'
+        '<select name="range" data-history-filter="range">{ranges}</select> {queues} {tasks}'
+        '</form><div class="charts">'
+        '<figure><figcaption>Attempts per point (succeeded / failed)</figcaption>'
+        '<div class="chart" data-chart="throughput" data-total="{total}"></div></figure>'
+        '<figure><figcaption>Latency, ms (queue wait, run time p50 / p95)</figcaption>'
+        '<div class="chart" data-chart="latency"></div></figure></div>',
+        ranges=ranges, total=history["total"],
+        queues=options("queue", history["queues"], None),
+        tasks=options("task", history["tasks"], task))
+
+
+def overview(queues: dict[str, Any], workers: dict[str, Any], history: dict[str, Any],
+             *, paused: set[str] | None, read_only: bool, notice: str = "") -> Safe:
     interval = queues["rate_interval_s"]
     note = ("rates appear from the next refresh" if interval is None
             else f"rates over the last {interval:.1f}s")
-    return fmt("<h2>Queues</h2>{q}<p class=\"muted\">{note}</p><h2>Workers</h2>{w}",
+    return fmt("{notice}<h2>Queues</h2>{q}<p class=\"muted\">{note}</p>{controls}"
+               "<h2>History</h2>{charts}<h2>Workers</h2>{w}",
+               notice=fmt('<p class="notice">{n}</p>', n=notice) if notice else "",
                q=live_table(QUEUE_COLS, queues["queues"], src="/api/queues", key="queues",
                             empty="(no queues yet)", bad="dead"),
                note=note,
+               controls=queue_controls([q["queue"] for q in queues["queues"]], paused,
+                                       read_only=read_only),
+               charts=charts(history),
                w=live_table(WORKER_COLS, workers["workers"], src="/api/workers", key="workers",
-                            empty="(no live workers)"))
+                            empty="(no live workers)", bad="lost"))
+
+
+def queue_controls(queues: list[str], paused: set[str] | None, *, read_only: bool) -> Safe:
+    """Pause / resume buttons per queue (workers stop fetching a paused queue)."""
+    if paused is None:
+        return Safe('<p class="muted">This backend cannot pause queues.</p>')
+    if read_only or not queues:
+        return Safe("")
+    rows = []
+    for q in queues:
+        verb = "resume" if q in paused else "pause"
+        rows.append([q, "paused" if q in paused else "running",
+                     _form(f"/queues/{quote(q, safe='')}/{verb}", verb.capitalize(),
+                           "" if verb == "resume" else
+                           f"Pause queue {q!r}? Workers stop fetching it until it is resumed.")])
+    return fmt("<details open><summary>Pause / resume</summary>{t}</details>",
+               t=table(["queue", "state", ""], rows, empty=""))
+
+
+def tasks(breakdown: dict[str, Any], history: dict[str, Any], *, task: str | None) -> Safe:
+    """Per-task counts, failure rate and latency over the range, above the charts."""
+    if not breakdown["available"]:
+        return charts(history)
+    return fmt("{t}<h2>History{of}</h2>{c}",
+               t=live_table(TASK_COLS, breakdown["tasks"],
+                            src=f"/api/tasks?{urlencode({'range': breakdown['range']})}",
+                            key="tasks", empty="Nothing ran in this range.", bad="dead"),
+               of=f" of {task}" if task else "", c=charts(history, task=task))
+
+
+def workers(data: dict[str, Any]) -> Safe:
+    return fmt('{t}<p class="muted">Workers send a heartbeat every 5 s; one silent for over '
+               "12 s is marked lost, and disappears when its record expires.</p>",
+               t=live_table(WORKER_COLS, data["workers"], src="/api/workers", key="workers",
+                            empty="(no live workers)", bad="lost"))
 
 
 def _form(action: str, label: str, question: str, *, danger: bool = False,
@@ -124,10 +257,14 @@ def _form(action: str, label: str, question: str, *, danger: bool = False,
 
 
 def dead_list(rows: list[dict[str, Any]], *, queue: str | None, notice: str,
-              read_only: bool, more: str = "") -> Safe:
+              read_only: bool, more: str = "", search: str = "") -> Safe:
     """The list (refreshed live), "all" actions, and a link to ``more`` when the page is full."""
     where = f" in queue {queue!r}" if queue else ""
-    parts: list[Safe] = []
+    parts: list[Safe] = [fmt(
+        '<form method="get" action="/dead" class="search">{hidden}<input type="search" name="q" '
+        'value="{q}" placeholder="task name, id or error text"> <button type="submit">Search'
+        "</button></form>", q=search,
+        hidden=fmt('<input type="hidden" name="queue" value="{v}">', v=queue) if queue else "")]
     if notice:
         parts.append(fmt('<p class="notice">{n}</p>', n=notice))
     if not read_only:
@@ -138,7 +275,8 @@ def dead_list(rows: list[dict[str, Any]], *, queue: str | None, notice: str,
                          b=_form("/dead/purge-all", f"Purge all{where}",
                                  f"Delete every dead letter{where} for good?", danger=True,
                                  hidden=hidden)))
-    src = "/api/dead" + (f"?{urlencode({'queue': queue})}" if queue else "")
+    params = {k: v for k, v in (("queue", queue), ("q", search)) if v}
+    src = "/api/dead" + (f"?{urlencode(params)}" if params else "")
     parts.append(live_table(DEAD_COLS, rows, src=src, key="dead_letters",
                             empty="The dead-letter queue is empty."))
     if more:
@@ -146,10 +284,11 @@ def dead_list(rows: list[dict[str, Any]], *, queue: str | None, notice: str,
     return join(parts)
 
 
-def dead_detail(view: DeadLetterView, data: dict[str, Any], *, read_only: bool) -> Safe:
+def dead_detail(view: DeadLetterView, data: dict[str, Any], *, read_only: bool,
+                all_frames: bool = False) -> Safe:
     meta = table(["", ""], [
         ["id", data["id"]], ["queue", data["queue"]], ["task", data["name"]],
-        ["kind", data["kind"] or ""], ["failed at (UTC)", when(data["failed_at"])],
+        ["kind", data["kind"] or ""], ["failed at", timestamp(data["failed_at"])],
         ["attempts", data["attempts"]], ["reason", data["reason"]],
     ], empty="")
     parts = [meta]
@@ -167,18 +306,161 @@ def dead_detail(view: DeadLetterView, data: dict[str, Any], *, read_only: bool) 
     payload = json.dumps(data["payload"], indent=2, default=repr, ensure_ascii=False)
     parts.append(fmt("<h2>Payload</h2><pre>{p}</pre>", p=payload))
     parts.append(fmt("<h2>Attempts ({n})</h2>", n=len(data["history"])))
-    for record in data["history"]:
-        parts.append(fmt("<h3>Attempt {n} at {at} UTC: {error}</h3>", n=record["attempt"] + 1,
-                         at=when(record["at"]), error=record["error"]))
-        if record["traceback"]:
-            parts.append(fmt("<pre>{tb}</pre>", tb=record["traceback"].rstrip()))
+    parts.append(attempts(data["history"], all_frames=all_frames))
     return join(parts)
 
 
-def cron(data: dict[str, Any], *, has_app: bool) -> Safe:
+def attempts(history: list[dict[str, Any]], *, all_frames: bool) -> Safe:
+    """Each failed attempt: when, the error, and its traceback (framework frames hidden
+    unless ``all_frames``)."""
+    parts: list[Safe] = []
+    hidden_total = 0
+    for record in history:
+        parts.append(fmt("<h3>Attempt {n} at {at}: {error}</h3>", n=record["attempt"] + 1,
+                         at=timestamp(record["at"]), error=record["error"]))
+        if record["traceback"]:
+            text, hidden = ((record["traceback"], 0) if all_frames
+                            else trim_traceback(record["traceback"]))
+            hidden_total += hidden
+            parts.append(fmt("<pre>{tb}</pre>", tb=text.rstrip()))
+    if hidden_total:
+        parts.append(fmt('<p class="muted">{n} frame(s) of workhive and asyncio hidden: {a}</p>',
+                         n=hidden_total, a=link("?frames=all", "show every frame")))
+    return join(parts)
+
+
+STATE_TITLES = {"ready": "pending", "delayed": "scheduled / retrying", "in_flight": "in flight",
+                "dead": "dead"}
+
+
+def task_cols(queue: str) -> list[Col]:
+    """The task list's columns (ids link to the task's page in ``queue``)."""
+    base = f"/queues/{quote(queue, safe='')}/tasks/"
+    return [("id", "id", "", base), ("name", "task", "", ""), ("attempt", "attempt", "", ""),
+            ("at", "due / lease ends", "time", ""), ("enqueued_at", "enqueued", "time", ""),
+            ("last_error", "last error", "reason", "")]
+
+
+def queue_page(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool,
+               read_only: bool, backend: str) -> Safe:
+    """One queue: a tab per state with its count, a search box, a page of tasks, paging."""
+    queue, state, search = data["queue"], data["state"], data["search"]
+    base = f"/queues/{quote(queue, safe='')}"
+    tabs = join(fmt('<a href="{href}"{on}>{title} ({n})</a>', title=STATE_TITLES[st],
+                    n=counts.get(st, 0), href=f"{base}?{urlencode({'state': st})}",
+                    on=Safe(' class="on"') if st == state else Safe(""))
+                for st in STATE_TITLES)
+    parts = [fmt('<nav class="tabs">{t}</nav>', t=tabs)]
+    if state != "dead" and not can_browse:
+        parts.append(fmt('<p class="muted">The {b} backend cannot list the tasks of a queue '
+                         "(sqlite and memory can); the counts above come from its statistics."
+                         "</p>", b=backend))
+        return join(parts)
+    parts.append(fmt(
+        '<form method="get" action="{base}" class="search"><input type="hidden" name="state" '
+        'value="{state}"><input type="search" name="q" value="{q}" placeholder="task name, id '
+        'or error text"> <button type="submit">Search</button>{clear}</form>',
+        base=base, state=state, q=search,
+        clear=link(f"{base}?{urlencode({'state': state})}", " clear") if search else ""))
+    query = {"state": state, "offset": data["offset"], "limit": data["limit"]}
+    if search:
+        query["q"] = search
+    cols = DEAD_COLS if state == "dead" else task_cols(queue)
+    what = "dead letters" if state == "dead" else f"{STATE_TITLES[state]} tasks"
+    empty = (f"No {what} match {search!r}." if search else f"No {what} in queue {queue!r}.")
+    parts.append(live_table(cols, data["tasks"], src=f"/api{base}/tasks?{urlencode(query)}",
+                            key="tasks", empty=empty))
+    parts.append(pager(base, query, data["total"], len(data["tasks"])))
+    return join(parts)
+
+
+def pager(base: str, query: dict[str, Any], total: int, shown: int) -> Safe:
+    """"21-40 of 123" with previous / next links."""
+    offset, limit = int(query["offset"]), int(query["limit"])
+    links = []
+    if offset > 0:
+        links.append(link(f"{base}?{urlencode({**query, 'offset': max(offset - limit, 0)})}",
+                          "\u2190 previous"))
+    if offset + shown < total:
+        links.append(link(f"{base}?{urlencode({**query, 'offset': offset + limit})}",
+                          "next \u2192"))
+    span = f"{offset + 1}\u2013{offset + shown} of {total}" if shown else f"0 of {total}"
+    return fmt('<p class="pager">{span} {links}</p>', span=span, links=join(links, " "))
+
+
+def task_detail(view: TaskView, data: dict[str, Any], *, read_only: bool, can_cancel: bool,
+                all_frames: bool = False) -> Safe:
+    """A stored task: where it stands, payload, headers, attempts; delete / run now."""
+    state = data["state"]
+    meta = table(["", ""], [
+        ["id", data["id"]], ["queue", data["queue"]], ["task", data["name"]],
+        ["state", STATE_TITLES[state]], ["attempt", data["attempt"]],
+        ["due / lease ends", timestamp(data["at"])], ["enqueued", timestamp(data["enqueued_at"])],
+        ["priority", data["priority"]],
+        ["max retries", "the task's default" if data["max_retries"] is None
+         else data["max_retries"]],
+    ], empty="")
+    parts = [meta]
+    base = f"/queues/{quote(data['queue'], safe='')}/tasks/{quote(view.id, safe='')}"
+    if not read_only:
+        buttons = []
+        if state == "delayed":
+            buttons.append(_form(base + "/run-now", "Run now", ""))
+        if can_cancel:
+            label = "Cancel" if state == "in_flight" else "Delete"
+            question = ("Ask the worker running this task to stop it?" if state == "in_flight"
+                        else "Delete this task for good?")
+            buttons.append(_form(base + "/delete", label, question, danger=True))
+        parts.append(fmt("<p>{b}</p>", b=join(buttons)))
+    if view.envelope is None:
+        parts.append(fmt('<p class="error">The stored message could not be decoded: {e}</p>',
+                         e=view.decode_error))
+        return join(parts)
+    payload = json.dumps(data["payload"], indent=2, default=repr, ensure_ascii=False)
+    parts.append(fmt("<h2>Payload</h2><pre>{p}</pre>", p=payload))
+    parts.append(fmt("<h2>Headers</h2>{t}", t=table(
+        ["header", "value"], sorted(data["headers"].items()), empty="(no headers)")))
+    parts.append(fmt("<h2>Failed attempts ({n})</h2>", n=len(data["history"])))
+    parts.append(attempts(data["history"], all_frames=all_frames))
+    return join(parts)
+
+
+_FRAMEWORK = ("/workhive/", "/asyncio/", "/concurrent/futures/", "/contextvars", "/functools")
+
+
+def trim_traceback(text: str) -> tuple[str, int]:
+    """The traceback without the frames of workhive, asyncio and the executor (the user's own
+    code is what they came to read), and how many frames were dropped."""
+    out: list[str] = []
+    hidden = 0
+    skipping = False
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if line.startswith("  File "):
+            skipping = any(part in line for part in _FRAMEWORK)
+            hidden += skipping
+            if skipping:
+                continue
+        elif skipping and line.startswith("    ") and not stripped.startswith("File "):
+            continue  # the source line (and carets) of a hidden frame
+        else:
+            skipping = False
+        out.append(line)
+    return "\n".join(out), hidden
+
+
+def cron(data: dict[str, Any], *, has_app: bool, read_only: bool, notice: str = "") -> Safe:
     empty = "No cron jobs registered." if has_app else (
         "No cron jobs: they are declared in code, start the dashboard with --app to see them.")
-    return live_table(CRON_COLS, data["jobs"], src="/api/cron", key="jobs", empty=empty)
+    parts = [fmt('<p class="notice">{n}</p>', n=notice) if notice else Safe(""),
+             live_table(CRON_COLS, data["jobs"], src="/api/cron", key="jobs", empty=empty)]
+    if not read_only and data["jobs"]:
+        rows = [[j["job"], j["target"],
+                 _form(f"/cron/{quote(j['job'], safe='')}/trigger", "Trigger now",
+                       f"Run cron job {j['job']!r} now (its schedule is unaffected)?")]
+                for j in data["jobs"]]
+        parts.append(fmt("<h2>Run now</h2>{t}", t=table(["job", "target", ""], rows, empty="")))
+    return join(parts)
 
 
 def registrations(rows: Sequence[dict[str, Any]], *, has_app: bool) -> Safe:

@@ -9,6 +9,18 @@ Prometheus series, so dashboards and alerts can see every worker process::
     workhive_task_queue_wait_seconds{task,queue}  histogram, first attempt only
     workhive_tasks_in_progress{task,queue}        gauge
 
+A message dead-lettered before any handler ran (malformed bytes, no handler for its name, a
+payload its handler's type refuses) counts as ``outcome="dead"`` too, with no duration: one
+alert on ``workhive_tasks_total{outcome="dead"}`` sees every dead letter. Malformed bytes have no
+name and count under ``task="(malformed)"``.
+
+:class:`WorkerMetrics` adds what belongs to the process rather than to a task: the worker's
+identity, whether its broker answers, and the queue depths from its last probe::
+
+    workhive_worker_info{worker_id,backend,version}  always 1
+    workhive_broker_up                                1 when the last probe reached the broker
+    workhive_queue_messages{queue,state}              ready | delayed | in_flight | dead
+
 Place it outside :class:`~workhive.middleware.retry.Retries` (``workhive worker --metrics-port``
 puts it right after ``LogMiddleware``) so it sees what the worker will do with the message: a
 failure with retries left arrives here as ``Retry``, one without as ``Reject``.
@@ -21,17 +33,20 @@ the CLI can import this module unconditionally.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from workhive._context import TaskContext
+from workhive.backend import QueueStats
 from workhive.errors import ConfigError, Reject, Retry, Skip
 from workhive.middleware.base import CallNext, Middleware
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
+    from wsgiref.types import WSGIApplication
 
     from prometheus_client import CollectorRegistry, Counter
+    from prometheus_client.metrics_core import Metric
 
 #: 1 ms to 5 min: sub-millisecond tasks are not worth telling apart, and a handler running
 #: longer than five minutes is a batch job whose exact length a histogram cannot help with.
@@ -43,6 +58,12 @@ DURATION_BUCKETS: tuple[float, ...] = (
 QUEUE_WAIT_BUCKETS: tuple[float, ...] = (*DURATION_BUCKETS, 600.0, 1800.0, 3600.0)
 
 OUTCOMES = ("succeeded", "retried", "deferred", "dead", "skipped")
+
+#: The ``task`` label of a dead letter whose bytes did not decode: it has no name.
+MALFORMED_TASK = "(malformed)"
+
+#: The ``state`` label values of ``workhive_queue_messages``, as :class:`QueueStats` counts them.
+QUEUE_STATES = ("ready", "delayed", "in_flight", "dead")
 
 _INSTALL_HINT = "pip install 'workhive[prometheus]'"
 
@@ -129,6 +150,14 @@ class PrometheusMetrics(Middleware):
         series = self._series[(task, queue)] = _Series(self, task, queue)
         return series
 
+    def count_dead_before_handler(self, task: str | None, queue: str) -> None:
+        """Count a message the worker dead-lettered before any middleware saw it.
+
+        ``task`` is the envelope's name (None: the bytes did not decode). Only the ``dead``
+        child is touched, never the duration or wait histograms: nothing ran.
+        """
+        self.tasks_total.labels(task or MALFORMED_TASK, queue, "dead").inc()
+
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
         env = ctx.envelope
         series = self._series.get((env.name, env.queue)) or self._new_series(env.name, env.queue)
@@ -164,6 +193,66 @@ class PrometheusMetrics(Middleware):
                 outcome.inc()
 
 
+class WorkerMetrics:
+    """The process's own series, read from the last probe: a scrape never calls the broker.
+
+    ``worker_id``/``backend``/``version`` label ``workhive_worker_info`` (always 1: join it onto
+    other series by ``instance``, or count workers with ``count(workhive_worker_info)``). The
+    worker's probe (:func:`workhive._health.probe_forever`) calls :meth:`update` with fresh
+    queue stats and :meth:`broker_down` when the broker did not answer; until the first answer
+    ``workhive_broker_up`` is 0 and no queue is reported. A queue that disappears from the stats
+    disappears from the series. Every worker process reports every queue its backend counts:
+    aggregate with ``max by (queue, state)``, not ``sum``.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, worker_id: str, backend: str,
+                 version: str, namespace: str = "workhive") -> None:
+        try:
+            import prometheus_client  # noqa: F401  (fail here, not at the first scrape)
+        except ImportError as exc:
+            raise _missing(exc) from exc
+        self.namespace = namespace
+        self.info = (worker_id, backend, version)
+        self.stats: list[QueueStats] = []
+        self.broker_up = False
+        registry.register(self)  # a collector: it has collect()
+
+    def update(self, stats: Iterable[QueueStats]) -> None:
+        self.stats, self.broker_up = list(stats), True
+
+    def broker_down(self) -> None:
+        self.broker_up = False
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        ns = self.namespace
+        info = GaugeMetricFamily(f"{ns}_worker_info", "This worker process: always 1.",
+                                 labels=["worker_id", "backend", "version"])
+        info.add_metric(list(self.info), 1)
+        yield info
+        yield GaugeMetricFamily(f"{ns}_broker_up", "1 when the worker's last probe reached "
+                                "the broker, else 0.", value=1 if self.broker_up else 0)
+        depth = GaugeMetricFamily(f"{ns}_queue_messages", "Messages per queue and state, from "
+                                  "the backend's stats at the worker's last probe.",
+                                  labels=["queue", "state"])
+        for stat in self.stats:
+            for state in QUEUE_STATES:
+                depth.add_metric([stat.queue, state], getattr(stat, state))
+        yield depth
+
+
+def metrics_app(registry: CollectorRegistry) -> WSGIApplication:
+    """The WSGI app serving ``registry`` in the Prometheus text format (for a server that also
+    answers other paths, like the worker's health endpoints)."""
+    try:
+        import prometheus_client as prom
+    except ImportError as exc:
+        raise _missing(exc) from exc
+    app: WSGIApplication = prom.make_wsgi_app(registry)
+    return app
+
+
 def start_metrics_server(port: int, host: str = "127.0.0.1",
                          registry: CollectorRegistry | None = None) -> WSGIServer:
     """Serve ``/metrics`` for ``registry`` (default: the global one) on a daemon thread.
@@ -184,5 +273,6 @@ def start_metrics_server(port: int, host: str = "127.0.0.1",
     return server
 
 
-__all__ = ["DURATION_BUCKETS", "OUTCOMES", "QUEUE_WAIT_BUCKETS", "PrometheusMetrics",
+__all__ = ["DURATION_BUCKETS", "MALFORMED_TASK", "OUTCOMES", "QUEUE_STATES",
+           "QUEUE_WAIT_BUCKETS", "PrometheusMetrics", "WorkerMetrics", "metrics_app",
            "start_metrics_server"]

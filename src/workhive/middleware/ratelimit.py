@@ -1,6 +1,6 @@
 """Rate limits stored in the backend (Redis counters, SQL rows), not in process memory.
 
-Seed 003's limits read as ``RateLimit(10, 86400)`` (10 deletions a day in all) and
+Limits such as Chatear's read as ``RateLimit(10, 86400)`` (10 deletions a day in all) and
 ``RateLimit(2, 86400, key="user_id")`` (2 recovery emails per user per day). Every attempt
 counts as one hit. Over the limit the attempt is deferred to when the window allows (not a
 failure, not counted against ``max_retries``) or rejected to the dead-letter queue.

@@ -4,6 +4,11 @@
 hive's queues hold nothing ready, running or (by default) delayed — so retries with backoff,
 delays and the dead-letter queue behave exactly as in production. Pair it with
 ``Hive(backend="memory://")`` for speed, or a ``sqlite:///`` file under ``tmp_path``.
+
+A declaration switched off by a feature flag the hive was never told about (no
+``worker.tasks`` entry, no ``flags=``) is an error here, not the warning it is in production:
+its enqueues are dropped, so a test of it would pass having run nothing. Set the flag, to
+``True`` or deliberately to ``False``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from workhive.errors import WorkhiveError
+from workhive.errors import ConfigError, WorkhiveError
 
 if TYPE_CHECKING:
     from workhive.hive import Hive
@@ -30,8 +35,10 @@ async def run_until_idle(
     """Drain the hive's queues in-process and return the worker (for ``.processed`` etc.).
 
     Raises WorkhiveError if the queues are not idle within ``timeout`` seconds (for example a
-    task that keeps deferring itself).
+    task that keeps deferring itself), and ConfigError, before running anything, if a feature
+    flag nobody set switched a declaration off (see :func:`check_flags`).
     """
+    check_flags(hive)
     worker_options.setdefault("cron", False)
     worker = hive.worker(queues=queues, **worker_options)
     try:
@@ -41,4 +48,16 @@ async def run_until_idle(
     return worker
 
 
-__all__ = ["run_until_idle"]
+def check_flags(hive: Hive) -> None:
+    """Raise ConfigError naming every declaration a never-set feature flag switched off."""
+    unset = hive.unset_flags()
+    if unset:
+        flags = sorted(set(unset.values()))
+        listed = ", ".join(f"{name} (flag {flag!r})" for name, flag in sorted(unset.items()))
+        example = ", ".join(f"{flag!r}: True" for flag in flags)
+        raise ConfigError(
+            f"feature flag(s) {flags} are not set, so {listed} never run and a test of them "
+            f"would pass doing nothing; set them, e.g. Hive(..., flags={{{example}}})")
+
+
+__all__ = ["check_flags", "run_until_idle"]

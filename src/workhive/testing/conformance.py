@@ -46,9 +46,10 @@ from workhive.backend import (
     require,
 )
 from workhive.backends.composite import Composite
-from workhive.errors import CapabilityError
+from workhive.errors import CapabilityError, TaskCancelled, TaskFailed
 from workhive.hive import Hive
 from workhive.module import Module
+from workhive.results import ResultHandle
 from workhive.testing import run_until_idle
 
 
@@ -426,6 +427,7 @@ async def refuses_missing_capabilities(h: Harness) -> None:
         Capability.DELAY: lambda: hive.enqueue("n:t", delay=5),
         Capability.PRIORITY: lambda: hive.enqueue("n:t", priority=3),
         Capability.UNIQUE: lambda: hive.enqueue("n:t", idempotency_key="k"),
+        Capability.ORDERED_KEYS: lambda: hive.enqueue("n:t", ordering_key="k"),
         Capability.EVENTS: lambda: _bind(hive),
         Capability.QUEUE: lambda: hive.worker().run(until_idle=True),
         Capability.DEAD_LETTER: lambda: require(hive.backend, Capability.DEAD_LETTER, "dlq"),
@@ -486,6 +488,89 @@ async def coordination_store(h: Harness) -> None:
     await b.close()
 
 
+async def results_cancel_progress(h: Harness) -> None:
+    """Results (value, failure, ttl), progress and cancellation (waiting, delayed, running) on
+    a backend that declares them; a clear refusal where it does not."""
+    m, started, ran = Module("rc"), asyncio.Event(), []
+
+    @m.task("rc:double")
+    def double(p: dict[str, int]) -> int:
+        ran.append(p["n"])
+        return p["n"] * 2
+
+    @m.task("rc:fail", max_retries=0)
+    def fail() -> None:
+        raise LookupError("no such row")
+
+    @m.task("rc:slow", max_retries=3)
+    async def slow(p: dict[str, int], ctx: Any) -> None:
+        await ctx.progress(0.5, "half way")
+        started.set()
+        await asyncio.sleep(120)
+        ran.append(p["n"])
+
+    hive = _hive(h, m)
+    results, cancel = h.has(Capability.RESULTS), h.has(Capability.CANCEL)
+    if not results:
+        await _refused("store_result", lambda: hive.enqueue("rc:double", {"n": 1},
+                                                            store_result=True))
+        await _refused("reading a result", lambda: hive.handle("x").status())
+    if not cancel:
+        await _refused("cancel", lambda: hive.cancel("x"))
+    if results:
+        ok = await hive.enqueue("rc:double", {"n": 21}, store_result=True)
+        bad = await hive.enqueue("rc:fail", store_result=True)
+        brief = await hive.enqueue("rc:double", {"n": 1}, result_ttl=0.5)
+        await run_until_idle(hive)
+        assert await hive.handle(ok.id).result(timeout=30) == 42
+        try:
+            await hive.handle(bad.id).result(timeout=30)
+            raise AssertionError("a failed task's result did not raise TaskFailed")
+        except TaskFailed as exc:
+            assert exc.remote_type == "LookupError", exc.remote_type
+            assert "no such row" in exc.remote_message and "LookupError" in exc.remote_traceback
+        deadline = time.monotonic() + 30
+        while (await hive.handle(brief.id).status()).state != "pending":
+            assert time.monotonic() < deadline, "a result outlived its ttl"
+            await asyncio.sleep(0.1)
+    if cancel:
+        ran.clear()
+        waiting = await hive.enqueue("rc:double", {"n": 1})
+        later = await hive.enqueue("rc:double", {"n": 2}, delay=60) if h.has(
+            Capability.DELAY) else waiting
+        ranked = await hive.enqueue("rc:double", {"n": 3}, priority=5) if h.has(
+            Capability.PRIORITY) else waiting
+        keyed = await hive.enqueue("rc:double", {"n": 4}, unique_key="u") if h.has(
+            Capability.UNIQUE) else waiting
+        for sent in {waiting.id, later.id, ranked.id, keyed.id}:
+            assert await hive.cancel(sent) is True, sent
+        if h.has(Capability.UNIQUE):  # a cancelled task frees its unique key
+            assert not (await hive.enqueue("rc:double", {"n": 5}, unique_key="u")).duplicate
+        await run_until_idle(hive, wait_delayed=False)
+        assert ran == ([5] if h.has(Capability.UNIQUE) else []), ran
+        running = await hive.enqueue("rc:slow", {"n": 6}, store_result=results or None)
+        worker = hive.worker(cron=False, cancel_poll=0.05)
+        task = asyncio.create_task(worker.run(until_idle=True))
+        await asyncio.wait_for(started.wait(), 30)
+        if results:
+            status = await hive.handle(running.id).status()
+            assert (status.state, status.progress, status.message) == (
+                "running", 0.5, "half way"), status
+        assert await hive.cancel(running.id) is False  # running: its worker is told
+        await asyncio.wait_for(task, 30)
+        assert ran == [5] if h.has(Capability.UNIQUE) else ran == [], ran  # never retried
+        if results:
+            try:
+                await ResultHandle(hive, running.id).result(timeout=30)
+                raise AssertionError("a cancelled task's result did not say so")
+            except TaskCancelled:
+                pass
+        if isinstance(hive.backend, SupportsDeadLetters):
+            dead = [d.id for d in await hive.backend.dead_letters()]
+            assert not any(d.startswith(running.id) for d in dead), "cancelled, dead-lettered"
+    await hive.close()
+
+
 async def _bind(hive: Hive) -> None:
     from workhive.backend import events_of
 
@@ -507,6 +592,7 @@ SCENARIOS: list[Scenario] = [
     bad_messages_dead_letter,
     refuses_missing_capabilities,
     coordination_store,
+    results_cancel_progress,
 ]
 
 

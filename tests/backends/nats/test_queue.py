@@ -8,10 +8,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from workhive import Hive, Module
 from workhive._envelope import decode, make_envelope
-from workhive.backend import Settlement
+from workhive.backend import Settlement, band_of
 from workhive.backends.nats import NatsBackend
+from workhive.backends.nats.naming import Names
+from workhive.errors import BackendUnavailable
 from workhive.testing import run_until_idle
 
 
@@ -147,3 +151,18 @@ async def test_odd_queue_names_round_trip(backend: NatsBackend) -> None:
         await backend.settle([Settlement(d, "ack")])
     assert {"with space", "dots.in.it", "@group", "ünï"} <= {s.queue for s in
                                                               await backend.stats()}
+
+
+async def test_acks_are_confirmed_or_the_settle_fails(backend: NatsBackend) -> None:
+    """Acks of one settle go out together and the settle returns only when the server answered
+    each; an ack nobody can take (its consumer is gone) fails the settle, not silently."""
+    await backend.enqueue([make_envelope("t", {"i": i}, queue="ackq") for i in range(3)])
+    got = await _fetch_all(backend, "ackq", 3)
+    await backend.settle([Settlement(d, "ack") for d in got[:2]])
+    (stat,) = [s for s in await backend.stats() if s.queue == "ackq"]
+    assert (stat.ready, stat.in_flight, stat.processed) == (0, 1, 2), stat
+    band = band_of(0, backend.settings.priority_bands)
+    await backend.js.delete_consumer(backend.names.tasks, Names.task_consumer("ackq", band))
+    with pytest.raises(BackendUnavailable):
+        await backend.settle([Settlement(got[2], "ack")])
+    assert not got[2].receipt.acked

@@ -31,6 +31,17 @@ def test_options_from_url_and_kwargs() -> None:
     assert NatsSettings.from_url("tls://h").connect_options()["tls"] is not None
 
 
+def test_schedules_option() -> None:
+    assert NatsSettings.from_url("nats://h").schedules == "auto"
+    assert NatsSettings.from_url("nats://h?schedules=OFF").schedules == "off"
+    assert NatsSettings.from_url("nats://h", schedules=True).schedules == "on"  # YAML's on
+    assert NatsSettings.from_url("nats://h", schedules=False).schedules == "off"
+    with pytest.raises(ConfigError, match="'schedules' must be one of auto, on, off"):
+        NatsSettings.from_url("nats://h?schedules=sometimes")
+    with pytest.raises(ConfigError, match="schedules"):
+        NatsSettings.from_url("nats://h?schedules=on", schedules="off")
+
+
 def test_credentials_from_url_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     s = NatsSettings.from_url("nats://alice:p%40ss@h:4222")
     assert (s.user, s.password) == ("alice", "p@ss")

@@ -2,16 +2,18 @@
 
 Every backend built through ``make`` shares the test's schema (so two instances compete for the
 same rows, like two worker processes) and is closed at teardown, then the schema is dropped.
+``pgbouncer`` is a private PgBouncer in transaction pooling mode, one per session.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from tests._services import require_service, unique_name
+from tests.backends.postgres._pgbouncer import PgBouncer
 from workhive.backends.postgres import PostgresBackend
 
 
@@ -47,3 +49,13 @@ async def backend(make: Callable[..., PostgresBackend]) -> PostgresBackend:
     return b
 
 
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """One PgBouncer (transaction pooling, 3 server sessions) in front of the test PostgreSQL
+    for the whole run, stopped at the end."""
+    bouncer = PgBouncer(require_service("postgres"), pool=3)
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()

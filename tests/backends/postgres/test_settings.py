@@ -51,11 +51,41 @@ def test_password_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("postgresql://h/db", {"pool_size": 0}, "'pool_size' must be >= 1"),
         ("postgresql://h/db", {"poll_interval": -1}, "'poll_interval' must be a positive"),
         ("postgresql://h:notaport/db", {}, "invalid postgres url"),
+        ("postgresql://h/db?pooler=statement", {}, "'pooler' must be one of none, session, tr"),
+        ("postgresql://h/db", {"listen_url": "redis://h"}, "'listen_url' must be a postgresql"),
+        ("postgresql://h/db", {"listen_url": "postgresql://h:x/db"}, "'listen_url' is not a "),
     ],
 )
 def test_bad_options_are_config_errors(url: str, options: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         PostgresSettings.from_url(url, **options)
+
+
+def test_pooler_options_choose_how_idle_fetches_wake() -> None:
+    direct = PostgresSettings.from_url("postgresql://u@h/db")
+    assert (direct.pooler, direct.listens, direct.poll_every) == ("none", True, 2.0)
+    assert direct.listener_target == ("postgresql://u@h/db", None)
+    polling = PostgresSettings.from_url("postgresql://u@bouncer:6432/db?pooler=Transaction")
+    assert (polling.pooler, polling.listens, polling.poll_every) == ("transaction", False, 0.25)
+    session = PostgresSettings.from_url("postgresql://u@bouncer/db?pooler=session")
+    assert session.listens and session.poll_every == 2.0
+    tuned = PostgresSettings.from_url("postgresql://u@bouncer/db?pooler=transaction",
+                                      poll_interval=1)
+    assert tuned.poll_every == 1.0
+
+
+def test_listen_url_password_never_shown() -> None:
+    s = PostgresSettings.from_url(
+        "postgresql://app:main-pw@bouncer:6432/db?pooler=transaction"
+        "&listen_url=postgresql://app:direct-pw@db:5432/db")
+    assert s.listens and s.poll_every == 2.0
+    assert s.listener_target == ("postgresql://app@db:5432/db", "direct-pw")
+    for text in (repr(s), s.url, s.redacted_url, repr(PostgresBackend(s)),
+                 str(s.translate(OSError("auth direct-pw / main-pw failed"), "x"))):
+        assert "direct-pw" not in text and "main-pw" not in text, text
+    inherits = PostgresSettings.from_url("postgresql://app:main-pw@bouncer/db",
+                                         listen_url="postgresql://app@db/db")
+    assert inherits.listener_target == ("postgresql://app@db/db", "main-pw")
 
 
 def test_registered_schemes_and_config() -> None:

@@ -1,8 +1,11 @@
-"""Fixtures for the redis backend tests: one unique key prefix per test, a private redis-server.
+"""Fixtures for the redis backend tests: one unique key prefix per test, a private redis-server,
+a private Redis Cluster.
 
 Every backend built through ``make`` shares the test's prefix (so two instances compete for the
 same queues) and is wiped and closed at teardown. ``private_redis`` launches a throwaway
 ``redis-server`` on a free port that a test may stop and restart (outage tests).
+``redis_cluster`` starts three cluster masters once per session (``cluster.py``);
+``cluster_make`` is ``make`` on it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests._services import free_port, in_ci, require_service, unique_name
+from tests.backends.redis.cluster import RedisCluster, have_cluster_tools
 from workhive.backends.redis import RedisBackend
 
 
@@ -111,6 +115,44 @@ def require_redis_server() -> None:
         if in_ci():
             pytest.fail("CI needs redis-server on PATH for the outage tests", pytrace=False)
         pytest.skip("redis-server is not on PATH")
+
+
+def require_cluster_tools() -> None:
+    if not have_cluster_tools():
+        if in_ci():
+            pytest.fail("CI needs redis-server and redis-cli on PATH for the cluster tests",
+                        pytrace=False)
+        pytest.skip("redis-server / redis-cli are not on PATH")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Three cluster masters on free ports, started once per session."""
+    require_cluster_tools()
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def cluster_make(
+    redis_cluster: RedisCluster, prefix: str
+) -> AsyncIterator[Callable[..., RedisBackend]]:
+    made: list[RedisBackend] = []
+
+    def factory(**options: Any) -> RedisBackend:
+        backend = RedisBackend.from_url(redis_cluster.url, prefix=prefix, **options)
+        made.append(backend)
+        return backend
+
+    yield factory
+    if made:
+        await made[0].wipe()
+    for backend in made:
+        await backend.close()
 
 
 @pytest.fixture

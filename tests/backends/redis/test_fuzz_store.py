@@ -21,6 +21,7 @@ from workhive import Hive, Module
 from workhive._envelope import make_envelope
 from workhive.backend import WorkerInfo
 from workhive.backends.redis import RedisBackend
+from workhive.backends.redis.keys import Layout
 from workhive.testing import run_until_idle
 
 pytestmark = pytest.mark.redis
@@ -40,7 +41,9 @@ async def _seed_everything(backend: RedisBackend, queue: str, clock: FakeClock) 
 
 async def _targets(r: Redis, prefix: str) -> list[Target]:
     out: list[Target] = []
-    async for key in r.scan_iter(match=f"{prefix}:*"):
+    keys = [k for pattern in Layout(prefix, cluster=False).patterns()
+            async for k in r.scan_iter(match=pattern)]
+    for key in keys:
         kind = (await r.type(key)).decode()
         if kind == "hash":
             out += [(key, kind, f) for f in await r.hkeys(key)]
@@ -81,19 +84,20 @@ async def test_garbage_in_any_stored_field_keeps_the_queue_flowing(redis_url: st
         clock = FakeClock()
         backend = RedisBackend.from_url(redis_url, prefix=probe, clock=clock)
         await _seed_everything(backend, "q", clock)
-        layout = [(k[len(probe):], kind, f) for k, kind, f in await _targets(r, probe)]
+        layout = [(k.replace(probe.encode(), b"<P>", 1), kind, f)
+                  for k, kind, f in await _targets(r, probe)]
         await backend.wipe()
         await backend.close()
         kinds = {kind for _, kind, _ in layout}
         assert kinds >= {"hash", "list", "zset", "set", "string"}, kinds
 
-        for suffix, kind, field in layout:
+        for template, kind, field in layout:
             for label, value in GARBAGE.items():
                 prefix = unique_name("fz")
                 clock = FakeClock()
                 backend = RedisBackend.from_url(redis_url, prefix=prefix, clock=clock)
                 await _seed_everything(backend, "q", clock)
-                target = (prefix.encode() + suffix, kind, field)
+                target = (template.replace(b"<P>", prefix.encode(), 1), kind, field)
                 await _corrupt(r, target, value)
 
                 async def later(clock: FakeClock = clock) -> None:
@@ -108,7 +112,7 @@ async def test_garbage_in_any_stored_field_keeps_the_queue_flowing(redis_url: st
                     await backend.claim_key("ck", "other", None)
                 except Exception as exc:
                     raise AssertionError(
-                        f"{kind} {suffix!r} field {field!r} = {label}: {exc!r}") from exc
+                        f"{kind} {template!r} field {field!r} = {label}: {exc!r}") from exc
                 finally:
                     await backend.wipe()
                     await backend.close()
@@ -135,7 +139,8 @@ async def test_corrupt_priority_of_a_delayed_message_goes_to_dlq_and_queue_flows
     r = Redis.from_url(redis_url)
     try:
         bad = await hive.enqueue("w:t", {"i": 0}, priority=1, delay=0.05)
-        await r.hset(f"{prefix}:q:default:meta", bad.id, b"high")  # as an old version wrote
+        meta = Layout(prefix, cluster=False).key("default", "meta")
+        await r.hset(meta, bad.id, b"high")  # as an old version wrote
         for i in range(1, 4):
             await hive.enqueue("w:t", {"i": i})
         await asyncio.sleep(0.06)  # the delay falls due (any longer wait is as good)
@@ -160,8 +165,8 @@ async def test_ready_id_without_body_is_dropped_with_an_error_log(
 ) -> None:
     r = Redis.from_url(redis_url)
     try:
-        await r.rpush(f"{prefix}:q:default:r:0", b"ghost")
-        await r.zadd(f"{prefix}:q:default:prios", {b"0": 0})
+        ready = Layout(prefix, cluster=False).key("default", "ready")
+        await r.rpush(ready, b"ghost")
         good = make_envelope("t", {}, queue="default")
         await backend.enqueue([good])
         with caplog.at_level(logging.ERROR, logger="workhive.backends.redis"):

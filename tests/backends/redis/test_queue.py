@@ -211,7 +211,7 @@ async def test_idempotency_key_dedupes_for_a_day(backend: RedisBackend) -> None:
     [d] = await backend.fetch(["default"], 10, lease=30, wait=0)
     await backend.settle([Settlement(d, "ack")])
     assert (await backend.enqueue([make_envelope("t", 3, idempotency_key="k")]))[0].duplicate
-    ttl = await backend._redis().ttl(f"{backend.settings.prefix}:idem:k")
+    ttl = await backend._redis().ttl(backend._keys.idem("default", "k"))
     assert 86_000 < ttl <= 86_400
 
 

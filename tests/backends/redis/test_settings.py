@@ -51,6 +51,14 @@ def test_unix_socket_url() -> None:
         ("http://h/0", {}, "scheme"),
         ("redis:///0", {}, "host"),
         ("unix://", {}, "socket path"),
+        ("redis://a:1,b:2/0", {}, "several hosts"),
+        ("redis+cluster://a:1,b:x", {}, "bad host:port"),
+        ("redis+cluster://a:1/3", {}, "only database 0"),
+        ("redis+cluster://a:1", {"cluster": "false"}, "contradicts"),
+        ("redis://a:1", {"cluster": "maybe"}, "true or false"),
+        ("unix:///s.sock", {"cluster": "true"}, "cluster=true needs"),
+        ("redis+sentinel://a:26379", {}, "service_name"),
+        ("redis://a:1", {"service_name": "m"}, "redis\\+sentinel"),
     ],
 )
 def test_bad_settings_are_config_errors(url: str, options: dict[str, object], needle: str) -> None:
@@ -63,3 +71,29 @@ def test_registry_builds_both_backends() -> None:
     pubsub = open_backend("redis-pubsub://127.0.0.1:6379/0")
     assert isinstance(pubsub, RedisPubSubBackend)
     assert pubsub.settings.url == "redis://127.0.0.1:6379/0"
+
+
+def test_cluster_urls() -> None:
+    s = RedisSettings.from_url("redis+cluster://u:pw@h1:7000,[::1]:7001,h3/0?prefix=app")
+    assert (s.mode, s.prefix, s.password) == ("cluster", "app", "pw")
+    assert s.nodes == [("h1", 7000), ("::1", 7001), ("h3", 6379)]
+    assert s.redacted_url == "redis+cluster://u:***@h1:7000,[::1]:7001,h3/0"
+    seed = RedisSettings.from_url("rediss://h:7000?cluster=true&ssl_cert_reqs=none")
+    assert (seed.mode, seed.url) == ("cluster", "rediss+cluster://h:7000?ssl_cert_reqs=none")
+    assert RedisSettings.from_url("redis://h:7000", cluster=False).mode == "single"
+    assert RedisSettings.from_url("redis-pubsub://h:7000?cluster=1").mode == "cluster"
+
+
+def test_sentinel_url_and_its_password_is_never_shown() -> None:
+    s = RedisSettings.from_url("redis+sentinel://:mpw@s1,s2:26380/2?service_name=main",
+                               sentinel_password="spw")
+    assert (s.mode, s.service_name, s.password) == ("sentinel", "main", "mpw")
+    assert s.nodes == [("s1", 26379), ("s2", 26380)]
+    assert "spw" not in repr(s) and "mpw" not in s.redacted_url
+    assert "spw" not in str(s.unavailable(OSError("auth spw and mpw failed")))
+    assert "mpw" not in str(s.unavailable(OSError("auth spw and mpw failed")))
+
+
+def test_cluster_query_flag_builds_a_cluster_backend() -> None:
+    backend = open_backend("redis://127.0.0.1:7000?cluster=true", prefix="x")
+    assert isinstance(backend, RedisBackend) and backend.settings.mode == "cluster"

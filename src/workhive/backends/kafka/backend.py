@@ -14,6 +14,9 @@ Why it looks like this (details in ``docs/kafka.md``):
   lowest unfinished offset; :mod:`.consumer` commits off the settle path, coalesced.
 * **Settling** (:mod:`.settling`): retry / dead produce the next record (acknowledged by the
   broker), then finish the old one; **release** puts the record back in the local buffer.
+* **Ordering keys**: the record key is the ordering key (one key, one partition) and the
+  ``wh-key`` header marks it, so the consumer runs one record of a key at a time and retries
+  it in place; unkeyed records are keyed by message id and spread over the partitions.
 * This module is the contract's surface (lifecycle, produce, fetch); settling and ``stats``
   (:mod:`.stats`) live beside it so each stays readable on its own.
 """
@@ -44,7 +47,7 @@ from workhive.backend import (
 from workhive.backends.kafka import settling, topics
 from workhive.backends.kafka.consumer import HOLD, QueueConsumer
 from workhive.backends.kafka.forwarder import Forwarder, delayed_headers, route
-from workhive.backends.kafka.names import H_NAME, H_TS, Names
+from workhive.backends.kafka.names import H_KEY, H_NAME, H_TS, Names
 from workhive.backends.kafka.probe import Probe
 from workhive.backends.kafka.settings import DRIVER_ERRORS, KafkaSettings
 from workhive.backends.kafka.stats import queue_stats
@@ -69,7 +72,7 @@ class KafkaBackend:
             frozenset({Capability.QUEUE, Capability.DELAY, Capability.PRIORITY,
                        Capability.EVENTS}),
             lease="session", max_hold=None, priority_bands=settings.priority_bands,
-            delay_resolution=1.0)
+            delay_resolution=1.0, ordered_keys=True)
         self.names = Names(settings.topic, settings.group, settings.priority_bands)
         self._producer: AIOKafkaProducer | None = None
         self._topics = topics.Topics(settings)
@@ -172,7 +175,12 @@ class KafkaBackend:
                 topic = (self.names.group_topic(env.queue[1:]) if env.queue.startswith("@")
                          else self.names.band_topic(env.queue, band))
                 delay = env.eta - now if env.eta is not None else 0.0
-                futures.append(await self._send(topic, encode(env), env.id.encode(), [], delay))
+                if env.ordering_key is None:
+                    key, headers = env.id.encode(), []
+                else:  # one key, one partition (while the partition count stays)
+                    key = env.ordering_key.encode()
+                    headers = [(H_KEY, key)]
+                futures.append(await self._send(topic, encode(env), key, headers, delay))
             await asyncio.gather(*futures)
         except DRIVER_ERRORS as exc:
             raise self.settings.error(exc, "enqueue") from None

@@ -20,6 +20,12 @@ Why it looks like this:
   to :data:`HOLD` seconds rather than overtake them.
 * **Events** (queue ``@group``) read the one events topic and skip records whose name matches
   none of the group's patterns; skipped offsets count as done.
+* **Ordering keys** (the ``wh-key`` header): ``take`` hands out a keyed record only while no
+  other record of its key from the same partition is out, and a keyed retry waits here, not in
+  a delay tier (:mod:`.offsets` has the bookkeeping; ``docs/kafka.md`` the guarantee). Records
+  waiting behind a busy key do not count against ``capacity`` (up to ``capacity`` of them), and
+  a partition with more than its share of them is paused until half have gone: a hot key slows
+  its own partition, it does not fill the buffer and stop fetching for every other one.
 """
 
 from __future__ import annotations
@@ -34,8 +40,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from workhive.backend import Delivery, topic_matches
-from workhive.backends.kafka.names import H_NAME, H_TS, Names
-from workhive.backends.kafka.offsets import Committer, Part, Receipt, header, header_int
+from workhive.backends.kafka.names import H_KEY, H_NAME, H_TS, Names
+from workhive.backends.kafka.offsets import Buffered, Committer, Part, Receipt, header
 from workhive.backends.kafka.settings import DRIVER_ERRORS, KafkaSettings
 
 logger = logging.getLogger("workhive.backends.kafka")
@@ -88,6 +94,8 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.last_take = time.monotonic()
         self.room = asyncio.Event()  # set when ``take`` has emptied half of a full buffer
         self.paused = False  # every partition paused because the buffer stayed full
+        self.retrying = False  # a part holds keyed retries (``take`` moves the due ones)
+        self.held_back: set[Any] = set()  # partitions paused for records behind busy keys
         self._tasks: list[asyncio.Task[None]] = []
         self.committer = Committer(self.kafka, self.parts, queue)
 
@@ -129,10 +137,11 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         with contextlib.suppress(*DRIVER_ERRORS):
             await self.commit()
         for tp in revoked:  # kept aside: the same rebalance may hand them straight back
+            self.held_back.discard(tp)
             part = self.parts.pop(tp, None)
             if part is not None:
                 part.revoked = True
-                self.count -= len(part.buffer)
+                self.count -= part.held()
                 self.limbo[tp] = part
         self._group()
         self.room.set()
@@ -148,14 +157,15 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             if old is not None and old.committed == committed:
                 old.revoked = False
                 self.parts[tp] = old
-                self.count += len(old.buffer)
+                self.count += old.held()
                 self.kafka.seek(tp, old.high)
             else:
                 self.parts[tp] = Part(tp, self.band.get(tp.topic, 0), committed)
         for part in limbo.values():
-            part.buffer.clear()
+            part.clear()
         self._group()
         self.paused = False  # aiokafka hands out new assignments unpaused
+        self.held_back.clear()
         self.arrived.set()
 
     def _drop(self, tps: Any) -> None:
@@ -164,11 +174,12 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             part = self.parts.pop(tp, None)
             if part is not None:
                 part.revoked = True
-                self.count -= len(part.buffer)
-                part.buffer.clear()
+                self.count -= part.held()
+                part.clear()
         for part in self.limbo.values():
-            part.buffer.clear()
+            part.clear()
         self.limbo.clear()
+        self.held_back.clear()
         self._group()
         self.room.set()
 
@@ -191,14 +202,16 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.broken = True  # ``fetch`` makes a new member when someone fetches again
                 return
             try:
-                if self.count >= self.capacity:
+                self._hold_back()
+                load = self.load()
+                if load >= self.capacity:
                     await self._wait_for_room()
                     continue
                 if self.paused:
-                    self.kafka.resume(*self.kafka.assignment())
+                    self.kafka.resume(*(self.kafka.assignment() - self.held_back))
                     self.paused = False
                 batch = await self.kafka.getmany(timeout_ms=POLL_MS,
-                                                 max_records=self.capacity - self.count)
+                                                 max_records=self.capacity - load)
                 failures = 0
                 self.error = None
             except DRIVER_ERRORS as exc:
@@ -218,6 +231,30 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                 if part is not None:
                     self._keep(part, records)
             self.arrived.set()
+
+    def load(self) -> int:
+        """Records kept here that count against ``capacity``: all but those waiting behind a
+        busy key (up to ``capacity`` of them), which only their key's progress can move."""
+        blocked = sum(p.blocked for p in self.parts.values())
+        return self.count - min(blocked, self.capacity)
+
+    def _hold_back(self) -> None:
+        """Pause a partition whose records waiting behind busy keys reach its share of the
+        buffer; resume it when half of them have gone (hysteresis, as for the whole buffer)."""
+        if not self.parts:
+            return
+        share = max(2, self.capacity // (2 * len(self.parts)))
+        pause = [tp for tp, p in self.parts.items()
+                 if tp not in self.held_back and p.blocked >= share]
+        resume = [tp for tp in self.held_back
+                  if (p := self.parts.get(tp)) is None or p.blocked <= share // 2]
+        if pause:
+            self.kafka.pause(*pause)
+            self.held_back.update(pause)
+        if resume:
+            self.held_back.difference_update(resume)
+            if not self.paused:
+                self.kafka.resume(*resume)
 
     async def _wait_for_room(self) -> None:
         """Full: fetch nothing until ``take`` has emptied half the buffer. If that takes longer
@@ -239,7 +276,7 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
                     part.fetched(record.offset, None)
                     self.committer.wake()  # only skipped events may have advanced it
                     continue
-            part.fetched(record.offset, (header_int(record, H_TS, 0), record))
+            part.fetched(record.offset, _buffered(record))
             self.count += 1
 
     # -- handing out ----------------------------------------------------------------------
@@ -250,7 +287,7 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _expecting(self, part: Part) -> bool:
         """The fetcher is about to deliver records of ``part``."""
-        if self.paused:
+        if self.paused or part.tp in self.held_back:
             return False
         highwater = self.kafka.highwater(part.tp)
         return highwater is None or highwater > part.high
@@ -262,25 +299,34 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         now = self.last_take = time.monotonic()
         if now < self.fresh_until:
             return [], True
+        if self.retrying:
+            self.retrying = False
+            for part in self.parts.values():
+                if part.retries:
+                    part.due(now)
+                    self.retrying = self.retrying or bool(part.retries)
         holding = now < hold_until
         out: list[Delivery] = []
         for group in self.by_band:
             if holding and any(self._unknown(p) for p in group):
                 break
             while len(out) < limit:
-                ready = [p for p in group if p.buffer]
-                if not ready:
+                best, first = None, None
+                for part in group:  # the oldest record any partition of the band can hand out
+                    item = part.head()
+                    if item is not None and (first is None or item[0] < first[0]):
+                        best, first = part, item
+                if best is None:
                     break
-                best = ready[0] if len(ready) == 1 else min(ready, key=_head_ts)
-                ts, record = best.buffer.popleft()
-                out.append(Delivery(self.queue, record.value or b"",
-                                    Receipt(self, best, ts, record)))
+                item = best.pop()
+                body = item[3] if item[3] is not None else item[1].value
+                out.append(Delivery(self.queue, body or b"", Receipt(self, best, item)))
             if len(out) >= limit or (holding and any(self._expecting(p) for p in group)):
                 break
         else:
             holding = False
         self.count -= len(out)
-        if self.count <= self.capacity // 2:
+        if self.load() <= self.capacity // 2:
             self.room.set()
         return out, holding and not out
 
@@ -288,15 +334,34 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def finish(self, receipt: Receipt) -> None:
         receipt.done = True
-        receipt.part.finish(receipt.offset)
+        part = receipt.part
+        part.finish(receipt.offset)
+        if receipt.key is not None and part.free(receipt.key) and not part.revoked:
+            self.arrived.set()  # the next record of that key is ready
         self.committer.wake()
 
     def release(self, receipt: Receipt) -> None:
-        """Give it back to this consumer's buffer (still pending: never committed past)."""
+        """Give it back to this consumer's buffer (still pending: never committed past); a
+        keyed record keeps its key, so it is the next of its key again."""
         receipt.done = True
-        part = receipt.part
-        part.buffer.appendleft((receipt.ts, receipt.record))
-        if not part.revoked:  # a revoked part's buffer is counted if it comes back
+        self._keep_local(receipt.part, receipt.item(), None)
+
+    def retry_later(self, receipt: Receipt, body: bytes, eta: float) -> None:
+        """Run a keyed record again at unix time ``eta`` with ``body`` (the next attempt),
+        keeping its key busy and its offset unfinished meanwhile: the records of its key behind
+        it wait, and a crash before it succeeds runs it again from its original record."""
+        receipt.done = True
+        delay = max(0.0, eta - time.time())
+        self._keep_local(receipt.part, receipt.item(body), delay)
+
+    def _keep_local(self, part: Part, item: Buffered, delay: float | None) -> None:
+        if delay is None:
+            part.front.appendleft(item)
+        else:
+            part.retry_later(item, time.monotonic() + delay)
+            self.retrying = True  # also for a revoked part: it may come back untouched
+            asyncio.get_running_loop().call_later(delay, self.arrived.set)
+        if not part.revoked:  # a revoked part's records are counted if it comes back
             self.count += 1
             self.arrived.set()
 
@@ -313,5 +378,17 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         return {tp: p.high for tp, p in self.parts.items()}
 
 
-def _head_ts(part: Part) -> int:
-    return part.buffer[0][0]
+def _buffered(record: Any) -> Buffered:
+    """How a fetched record is kept: its enqueue time (``wh-ts``, ns) and ordering key
+    (``wh-key``), read in one pass over its headers (the first of each counts)."""
+    ts: int | None = None
+    key: bytes | None = None
+    for name, value in record.headers or ():
+        if name == H_TS and ts is None:
+            try:
+                ts = int(value)
+            except (TypeError, ValueError):
+                ts = 0
+        elif name == H_KEY and key is None and value:
+            key = bytes(value)
+    return (ts or 0, record, key, None)

@@ -29,6 +29,7 @@ H_TS = "wh-ts"  # enqueue time (ns), orders records of one band across partition
 H_DUE = "wh-due"  # unix seconds when a delayed record is due
 H_DEST = "wh-dest"  # the topic a delayed record goes to when due
 H_NAME = "wh-name"  # event name, matched against subscription patterns
+H_KEY = "wh-key"  # ordering key (also the record key): records of one key run one at a time
 
 
 def safe(name: str) -> str:

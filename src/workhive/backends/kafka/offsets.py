@@ -12,11 +12,21 @@ filtered away, gaps left by compaction) never enter ``pending``, so they count a
 A :class:`Part` lives for one assignment of one partition. When the partition is revoked, the
 part is marked ``revoked``; receipts that point at it are stale, and settling them does
 nothing (the next owner starts at the committed offset and runs them again).
+
+**Ordering keys.** A record with an ordering key (the ``wh-key`` header) is handed out only
+while no other record of its key from this partition is out: the key is *busy* from the moment
+one is handed out until it finishes (ack or dead letter); a retry keeps it busy and waits in
+``retries`` until due, since producing it to a delay tier would let the records behind it
+overtake. Records met behind a busy key move aside to ``waiting`` (so the scan for the next
+record never passes them again); when the key frees, the oldest of them goes to ``front``,
+still holding the key. Every one of them stays unfinished, so the commit never passes a
+record held back or waiting to be retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections import deque
 from typing import Any
@@ -25,8 +35,9 @@ from workhive.backends.kafka.settings import DRIVER_ERRORS
 
 logger = logging.getLogger("workhive.backends.kafka")
 
-#: one buffered record: (enqueue time in ns from its header, the aiokafka ConsumerRecord)
-Buffered = tuple[int, Any]
+#: one buffered record: (enqueue time in ns from its header, the aiokafka ConsumerRecord, its
+#: ordering key or None, the body to deliver instead of the record's value or None: a retry)
+Buffered = tuple[int, Any, bytes | None, bytes | None]
 
 
 class Part:
@@ -38,7 +49,8 @@ class Part:
     busy partition never scans its in-flight set.
     """
 
-    __slots__ = ("band", "buffer", "committed", "finished", "high", "order", "revoked", "tp")
+    __slots__ = ("band", "blocked", "buffer", "busy", "committed", "finished", "front", "high",
+                 "order", "retries", "revoked", "tp", "waiting")
 
     def __init__(self, tp: Any, band: int, committed: int) -> None:
         self.tp = tp
@@ -49,6 +61,13 @@ class Part:
         self.high = committed  # the offset after the last record fetched
         self.committed = committed
         self.revoked = False
+        # ordering keys (see the module docstring)
+        self.front: deque[Buffered] = deque()  # handed out before ``buffer``: released records,
+        #                                        and the next of a key that just freed
+        self.busy: set[bytes] = set()  # keys with a record out, in ``front`` or in ``retries``
+        self.waiting: dict[bytes, deque[Buffered]] = {}  # behind a busy key, oldest first
+        self.blocked = 0  # records in ``waiting``
+        self.retries: list[tuple[float, int, Buffered]] = []  # heap: (due, offset, record)
 
     def fetched(self, offset: int, keep: Buffered | None) -> None:
         """A record arrived; ``keep`` is None when it is skipped (done at once)."""
@@ -66,6 +85,69 @@ class Part:
         else:
             self.finished.add(offset)
 
+    def head(self) -> Buffered | None:
+        """The record this partition hands out next, or None: ``front`` first, else the oldest
+        buffered record whose key is free (those behind a busy key move to ``waiting``)."""
+        if self.front:
+            return self.front[0]
+        buffer, busy = self.buffer, self.busy
+        while buffer:
+            item = buffer[0]
+            key = item[2]
+            if key is None or key not in busy:
+                return item
+            buffer.popleft()
+            queue = self.waiting.get(key)
+            if queue is None:
+                self.waiting[key] = queue = deque()
+            queue.append(item)
+            self.blocked += 1
+        return None
+
+    def pop(self) -> Buffered:
+        """Hand out what :meth:`head` returned; its key (if any) is busy until :meth:`free`."""
+        if self.front:
+            return self.front.popleft()  # its key is busy already
+        item = self.buffer.popleft()
+        if item[2] is not None:
+            self.busy.add(item[2])
+        return item
+
+    def free(self, key: bytes) -> bool:
+        """The record of ``key`` that was out is done; whether the next one of the key (moved
+        to ``front``, keeping the key busy) is ready to go."""
+        queue = self.waiting.get(key)
+        if not queue:
+            self.busy.discard(key)
+            return False
+        self.front.append(queue.popleft())
+        self.blocked -= 1
+        if not queue:
+            del self.waiting[key]
+        return True
+
+    def retry_later(self, item: Buffered, due: float) -> None:
+        """Keep ``item`` (its key stays busy) until monotonic time ``due``."""
+        heapq.heappush(self.retries, (due, item[1].offset, item))
+
+    def due(self, now: float) -> None:
+        """Move the retries due at monotonic time ``now`` to ``front``."""
+        while self.retries and self.retries[0][0] <= now:
+            self.front.append(heapq.heappop(self.retries)[2])
+
+    def held(self) -> int:
+        """Records kept here and not handed out (buffered, waiting, in front, to retry)."""
+        return len(self.buffer) + len(self.front) + len(self.retries) + self.blocked
+
+    def clear(self) -> None:
+        """Forget every record kept here (the partition went to another member)."""
+        self.buffer.clear()
+        self.front.clear()
+        self.waiting.clear()
+        self.retries.clear()
+        self.busy.clear()
+        self.blocked = 0
+
     @property
     def unfinished(self) -> int:
         """Records fetched and not finished (buffered or handed out)."""
@@ -82,19 +164,23 @@ class Part:
 
 
 class Receipt:
-    """``Delivery.receipt``: the record and the part it came from (``published``: the
-    retry/dead copy was acknowledged by the broker, so a repeated settle must not produce it
-    again; ``done``: settled)."""
+    """``Delivery.receipt``: the record and the part it came from (``key``: its ordering key;
+    ``body``: what was delivered when it is not the record's value, a retry kept in memory;
+    ``published``: the retry/dead copy was acknowledged by the broker, so a repeated settle must
+    not produce it again; ``done``: settled)."""
 
-    __slots__ = ("consumer", "done", "part", "published", "record", "ts")
+    __slots__ = ("body", "consumer", "done", "key", "part", "published", "record", "ts")
 
-    def __init__(self, consumer: Any, part: Part, ts: int, record: Any) -> None:
+    def __init__(self, consumer: Any, part: Part, item: Buffered) -> None:
         self.consumer = consumer
         self.part = part
-        self.ts = ts
-        self.record = record
+        self.ts, self.record, self.key, self.body = item
         self.published = False
         self.done = False
+
+    def item(self, body: bytes | None = None) -> Buffered:
+        """The record as kept in a part, to hand out again (with ``body`` when given)."""
+        return (self.ts, self.record, self.key, body if body is not None else self.body)
 
     @property
     def offset(self) -> int:
@@ -161,10 +247,3 @@ def header(record: Any, key: str) -> bytes | None:
             return bytes(value) if value is not None else None
     return None
 
-
-def header_int(record: Any, key: str, default: int) -> int:
-    raw = header(record, key)
-    try:
-        return int(raw) if raw is not None else default
-    except ValueError:
-        return default

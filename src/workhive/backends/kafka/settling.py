@@ -12,6 +12,11 @@ Why a module of its own: this is where at-least-once is decided, so it reads bes
   and runs them again; if the rebalance handed it straight back, the bookkeeping is current.
 * **No commit here.** Finishing only updates the bookkeeping and wakes the consumer's
   committer task (:mod:`.consumer`), so a settle of acks costs no broker round trip.
+* **A keyed retry stays in memory** (:meth:`.consumer.QueueConsumer.retry_later`): produced to
+  a delay tier it would come back behind the later records of its key, which would run first.
+  Kept here, its offset stays unfinished and its key busy until it succeeds or goes to the dead
+  letters. The price: after a crash or a rebalance the next owner runs it again from its
+  original record (attempt count back to where it was enqueued).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ async def settle(settlements: Sequence[Settlement], names: Names,
     for s in settlements:
         r = s.delivery.receipt
         if not isinstance(r, Receipt) or r.done:
+            continue
+        if s.action == "retry" and r.key is not None:  # bookkeeping only, stale or not
+            r.consumer.retry_later(r, s.body or s.delivery.body, s.eta)
             continue
         if r.stale:  # bookkeeping only: the part is used again if the partition comes back
             _apply(s, r, copied=r.published)

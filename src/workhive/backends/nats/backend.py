@@ -5,17 +5,20 @@ How the contract maps onto JetStream (names in :mod:`~workhive.backends.nats.nam
 
 * **enqueue** publishes the envelope to ``P.q.<queue>.<band>`` of the work-queue stream
   ``P_TASKS`` (``Nats-Msg-Id = <id>:<attempt>:<crc>``, so a retried publish is dropped as a
-  duplicate), or to the delay stream when it has a future ``eta`` (:mod:`.delay`). Unique and
-  idempotency keys are claimed in KV first (:mod:`.kv`).
+  duplicate). One with a future ``eta`` becomes a message schedule in ``P_TASKS`` on servers
+  that have them (2.12+, :mod:`.schedule`), else goes to the delay stream (:mod:`.delay`).
+  Unique and idempotency keys are claimed in KV first (:mod:`.kv`).
 * **fetch** asks the durable consumer of each (queue, band), highest band first, with ``no_wait``
-  pulls; when everything is empty it waits on a core subscription to the queues' subjects (a
-  publish wakes it at once) and re-polls at least every 250 ms (naks, expired leases).
+  pulls; when everything is empty it waits on a core subscription (the queues' subjects, or
+  their headers-only republish when the stream has schedules), so a new task wakes it at once,
+  and re-polls at least every 250 ms (naks, expired leases).
 * **lease** = the consumer's ``ack_wait``, set to the ``lease`` the worker fetches with (30 s by
   default; a fetch with another lease updates the consumer, so give all workers of a queue the
   same lease). **extend** sends ``+WPI`` (in progress), which restarts the server's timer.
   A settle after this client's copy of the deadline passed is dropped (the server may have
   redelivered the message, and it would honour a stale ack).
-* **settle**: ack = ``ack_sync`` (a request; gathered per batch); retry = publish the next attempt
+* **settle**: ack = a confirmed ack (the server answers each; :class:`~.pull.Acker` waits for
+  every answer of the batch at once); retry = publish the next attempt
   (work or delay subject), then ack; dead = publish to ``P_DEAD``, then ack; release = ``-NAK``.
 * **events**: ``P.e.<event name>`` in the interest-retention ``P_EVENTS`` stream; ``bind`` makes
   one durable consumer per (group, pattern filter); a group's queue is ``@group``; its retries
@@ -32,7 +35,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from workhive._envelope import Envelope, encode, new_id
 from workhive.backend import (
@@ -50,8 +53,10 @@ from workhive.backends.nats.events import NatsEvents
 from workhive.backends.nats.naming import (
     Names,
     msg_id,
+    token,
 )
-from workhive.backends.nats.pull import Lease, Puller
+from workhive.backends.nats.pull import Acker, Lease, Puller
+from workhive.backends.nats.schedule import schedule_headers
 from workhive.backends.nats.settings import NatsSettings
 from workhive.errors import BackendError
 
@@ -59,6 +64,7 @@ __all__ = ["NatsBackend", "NatsSettings"]
 
 _REPOLL = 0.25  # longest wait between polls of an idle fetch (naks and expiries wake nobody)
 _GROUPS_TTL = 5.0  # how long the list of event bindings is trusted
+_DELAY_CHECK = 30.0  # with schedules: how often a worker looks for tasks left in the delay stream
 
 
 class NatsBackend(NatsEvents):
@@ -69,9 +75,11 @@ class NatsBackend(NatsEvents):
     def __init__(self, settings: NatsSettings) -> None:
         super().__init__(settings)
         self.features = Features(frozenset(Capability), lease="timed",
-                                 priority_bands=settings.priority_bands, delay_resolution=0.25)
+                                 priority_bands=settings.priority_bands, delay_resolution=0.3)
         # group -> sorted [(consumer, pattern, filter subject)]
         self._forwarder: Forwarder | None = None
+        self._acker: Acker | None = None
+        self._delay_checked = -_DELAY_CHECK
         self._background: list[asyncio.Task[None]] = []
         self._totals, self._kv = {}, {}
 
@@ -110,6 +118,9 @@ class NatsBackend(NatsEvents):
             for puller in self._pullers.values():
                 await puller.stop()
             self._pullers.clear()
+            if self._acker is not None:
+                acker, self._acker = self._acker, None
+                await acker.stop()
         finally:
             await super().close()
 
@@ -159,9 +170,29 @@ class NatsBackend(NatsEvents):
         subject = self.names.task_subject(queue, band_of(priority, self.settings.priority_bands))
         headers = {"Nats-Msg-Id": msg_id}
         if eta is not None and eta > time.time():
-            subject = self.names.delay_subject(subject)
-            headers[DUE] = repr(eta)
+            if self.schedules:
+                await self._count_schedules(queue)  # before the schedule: stats always see it
+                headers.update(schedule_headers(eta, subject))
+                subject = self.names.schedule_subject(subject, msg_id)
+            else:
+                subject = self.names.delay_subject(subject)
+                headers[DUE] = repr(eta)
         await self.js.publish(subject, body, headers=headers)
+
+    async def _count_schedules(self, queue: str) -> None:
+        """Make ``s_<queue>`` once per process (concurrent callers share the one request)."""
+        made = self._counted.get(queue)
+        if made is None or (made.done() and (made.cancelled() or made.exception())):
+            config = ConsumerConfig(
+                durable_name=Names.schedule_counter(queue),
+                filter_subject=self.names.schedule_filter(queue),
+                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                description="workhive: counts the scheduled tasks of a queue; never pulled")
+            made = self._counted[queue] = asyncio.ensure_future(self._add_counter(config))
+        await asyncio.shield(made)
+
+    async def _add_counter(self, config: ConsumerConfig) -> None:
+        await self.js.add_consumer(self.names.tasks, config)
 
     # -- consumer -------------------------------------------------------------------------
 
@@ -170,7 +201,7 @@ class NatsBackend(NatsEvents):
     ) -> list[Delivery]:
         if not queues or limit <= 0:
             return []
-        if self._forwarder is None:
+        if self._forwarder is None and await self._delay_stream_in_use():
             self._forwarder = Forwarder(self)
             self._forwarder.start()
         end = time.monotonic() + wait
@@ -192,13 +223,25 @@ class NatsBackend(NatsEvents):
                 for sub in wake[1]:
                     await self._quietly(self._guard(sub.unsubscribe()))
 
+    async def _delay_stream_in_use(self) -> bool:
+        """Whether this worker must run a forwarder: always without schedules; with them only
+        while ``P_DELAY`` still holds tasks (published before the server was upgraded, or by a
+        process with ``schedules=off``), looked at every 30 s."""
+        if not self.schedules:
+            return True
+        if time.monotonic() - self._delay_checked < _DELAY_CHECK:
+            return False
+        info = await self._guard(self.js.stream_info(self.names.delay))
+        self._delay_checked = time.monotonic()
+        return bool(info.state.messages)
+
     async def _wake_on(self, queues: Sequence[str]) -> tuple[asyncio.Event, list[Subscription]]:
         event = asyncio.Event()
 
         async def on_msg(_: Msg) -> None:
             event.set()
 
-        subjects = [self.names.task_subject(q, 0)[:-1] + "*" for q in queues]
+        subjects = [f"{self._wake_root}{token(q)}.*" for q in queues]
         for q in queues:
             group = event_group(q)
             if group is not None:
@@ -253,8 +296,9 @@ class NatsBackend(NatsEvents):
         await asyncio.gather(*steps)
         acks = [s.delivery.receipt for s in live
                 if s.action != "release" and not s.delivery.receipt.acked]
-        timeout = self.settings.request_timeout
-        await asyncio.gather(*(self.nc.request(r.msg.reply, b"", timeout=timeout) for r in acks))
+        if self._acker is None:
+            self._acker = Acker(self.nc)
+        await self._acker.ack([r.msg.reply for r in acks], self.settings.request_timeout)
         for r in acks:
             r.acked = True
         for s in live:

@@ -34,10 +34,16 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 
 from workhive.backends.nats.naming import Names
 from workhive.backends.nats.pull import Puller
+from workhive.backends.nats.schedule import (
+    server_has_schedules,
+    server_version,
+    task_stream_config,
+)
 from workhive.backends.nats.settings import NatsSettings
 from workhive.errors import BackendError
 
@@ -65,6 +71,10 @@ class NatsBase:
         self._open_lock = asyncio.Lock()
         self._closing = False
         self._pullers: dict[str, Puller] = {}  # durable consumer name -> its puller
+        #: this process publishes delays as message schedules (else to the delay stream)
+        self.schedules = False
+        self._wake_root = self.names.task_root  # where an idle fetch listens for new tasks
+        self._counted: dict[str, asyncio.Future[None]] = {}  # queue -> its s_<queue> is made
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings.redacted_url!r}, " \
@@ -125,27 +135,68 @@ class NatsBase:
         n, js = self.names, self.js
         info = await self._guard(js.account_info())
         self._api_level = int(getattr(info.api, "level", None) or 0)
+        await self._create_task_stream()
         plan = [
-            (n.tasks, n.task_root, RetentionPolicy.WORK_QUEUE),
             (n.delay, n.delay_root, RetentionPolicy.WORK_QUEUE),
             (n.events, n.event_root, RetentionPolicy.INTEREST),
             (n.dead, n.dead_root, RetentionPolicy.LIMITS),
         ]
         for name, root, retention in plan:
             config = StreamConfig(name=name, subjects=[root + ">"], retention=retention,
-                                  storage=StorageType.FILE, duplicate_window=120.0)
+                                  storage=StorageType.FILE, duplicate_window=120.0,
+                                  num_replicas=self.settings.replicas)
             await self._guard(self._add_stream(config))
         await self._guard(self.js.add_consumer(n.delay, ConsumerConfig(
             durable_name="forward", ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0,
             max_ack_pending=-1, max_deliver=-1, deliver_policy=DeliverPolicy.ALL)))
 
-    async def _add_stream(self, config: StreamConfig) -> None:
+    async def _create_task_stream(self) -> None:
+        """``P_TASKS``, with message schedules when the server has them and the ``schedules``
+        option allows (:mod:`.schedule`). A stream that already has schedules keeps them
+        whatever this process uses: the server refuses to turn them off ("message schedules
+        can not be disabled"), and the delayed tasks of other processes wait there."""
+        mode, n = self.settings.schedules, self.names
+        capable = mode != "off" and server_has_schedules(self.nc, self._api_level)
+        if mode == "on" and not capable:
+            raise BackendError(self._no_schedules())
+        existing = await self._guard(self._stream_config(n.tasks))
+        keep = existing is not None and bool(existing.allow_msg_schedules)
         try:
-            await self.js.add_stream(config)
+            info = await self._guard(self._add_stream(
+                task_stream_config(n, schedules=capable or keep, replicas=self.settings.replicas)))
+        except BackendError as exc:
+            if not capable or keep or mode == "on":
+                raise
+            logger.warning("nats %s: message schedules refused (%s); delays use the forwarder",
+                           self.settings.redacted_url, exc)
+            info = await self._guard(self._add_stream(
+                task_stream_config(n, schedules=False, replicas=self.settings.replicas)))
+        on_stream = bool(info.config.allow_msg_schedules)
+        self.schedules = capable and on_stream
+        self._wake_root = n.wake_root if on_stream and info.config.republish else n.task_root
+        if mode == "on" and not self.schedules:
+            raise BackendError(self._no_schedules())
+
+    def _no_schedules(self) -> str:
+        version = server_version(self.nc)
+        shown = ".".join(map(str, version)) if version else "of unknown version"
+        return (f"nats at {self.settings.redacted_url} has no message schedules (server "
+                f"{shown}, JetStream API level {self._api_level}; they need nats-server 2.12 "
+                "or later): use the option schedules=auto or schedules=off")
+
+    async def _stream_config(self, name: str) -> StreamConfig | None:
+        try:
+            return (await self.js.stream_info(name)).config
+        except nats.js.errors.NotFoundError:
+            return None
+
+    async def _add_stream(self, config: StreamConfig) -> StreamInfo:
+        try:
+            return await self.js.add_stream(config)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != 10058:  # "stream name already in use" with another config
                 raise
-            await self.js.update_stream(config)
+            return await self.js.update_stream(config)
 
     async def _puller(self, stream: str, name: str, config: ConsumerConfig,
                       lease: float) -> Puller:
@@ -232,6 +283,7 @@ class NatsBase:
     async def wipe(self) -> None:
         """Delete every stream and bucket of this prefix (tests, benchmark clean-up)."""
         temporary = self._nc is None
+        self._counted.clear()
         if temporary:
             async with self._open_lock:
                 await self._connect()

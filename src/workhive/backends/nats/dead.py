@@ -9,7 +9,8 @@ letters by stream sequence.
 
 Stats cost a handful of requests whatever the number of queues: per-subject message counts of
 the task, delay and dead streams (``stream_info(subjects_filter=...)``) and one consumer list
-per stream (``num_ack_pending`` = in flight, ``num_pending`` = an event group's backlog).
+per stream (``num_ack_pending`` = in flight, ``num_pending`` = an event group's backlog, or a
+queue's scheduled tasks on its ``s_<queue>`` counter).
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ class NatsDeadLetters(NatsCoordination):
         return counts
 
     async def stats(self) -> list[QueueStats]:
+        """Per-queue counts. A task moving between two places (due: delay stream or schedule
+        -> task subject; retried: in flight -> delay) is first added to where it goes, then
+        removed from where it was; so the places are read *source first* (consumers, then
+        the delay stream, then the task subjects) and a moving task is counted once or twice,
+        never zero times. ``run_until_idle`` relies on that: a task missed by one snapshot
+        would let it stop while the task is still to come."""
         await self._flush_totals()
         n = self.names
         by_queue: dict[str, QueueStats] = {}
@@ -137,13 +144,14 @@ class NatsDeadLetters(NatsCoordination):
         def get(q: str) -> QueueStats:
             return by_queue.setdefault(q, QueueStats(q))
 
-        for queue, count in (await self._subject_counts(n.tasks, n.task_root)).items():
-            get(queue).ready += count  # minus in flight, below
+        leased: dict[str, int] = {}  # queue -> in flight from the task stream
         for info in await self._guard(self.js.consumers_info(n.tasks)):
             if info.name.startswith("q_"):
-                stat = get(untoken(info.name[2:].rsplit("_", 1)[0]))
-                stat.in_flight += info.num_ack_pending or 0
-                stat.ready = max(0, stat.ready - (info.num_ack_pending or 0))
+                queue = untoken(info.name[2:].rsplit("_", 1)[0])
+                leased[queue] = leased.get(queue, 0) + (info.num_ack_pending or 0)
+                get(queue).in_flight += info.num_ack_pending or 0
+            elif info.name.startswith("s_"):  # a never-pulled schedule counter
+                get(untoken(info.name[2:])).delayed += info.num_pending or 0
         for info in await self._guard(self.js.consumers_info(n.events)):
             if info.name.startswith("g_"):
                 stat = get("@" + untoken(info.name[2:].rsplit("_", 1)[0]))
@@ -151,6 +159,8 @@ class NatsDeadLetters(NatsCoordination):
                 stat.in_flight += info.num_ack_pending or 0
         for queue, count in (await self._subject_counts(n.delay, n.delay_root)).items():
             get(queue).delayed += count
+        for queue, count in (await self._subject_counts(n.tasks, n.task_root)).items():
+            get(queue).ready += max(0, count - leased.get(queue, 0))  # the stream holds both
         for queue, count in (await self._subject_counts(n.dead, n.dead_root)).items():
             get(queue).dead += count
         for tok, (done, failed) in (await self._read_totals()).items():

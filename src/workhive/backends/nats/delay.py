@@ -1,4 +1,7 @@
-"""Delayed messages: kept in their own stream and forwarded to the work subject when due.
+"""Delayed messages on servers without message schedules (before 2.12, or ``schedules=off``):
+kept in their own stream and forwarded to the work subject when due. With schedules
+(:mod:`.schedule`) a worker runs a forwarder only while this stream still holds tasks (left
+from before a server upgrade, or published by a process with ``schedules=off``).
 
 Why not ``nak(delay=...)`` on the work consumer: a nak'd message stays *pending* and counts
 against ``max_ack_pending``, so enough delayed retries freeze the consumer for every message

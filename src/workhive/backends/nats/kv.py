@@ -50,7 +50,8 @@ class NatsCoordination(NatsBase):
                 (n.counters, None), (n.workers, 3600.0)]
         self._kv = {}
         for bucket, ttl in plan:
-            config = KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE)
+            config = KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE,
+                                    replicas=s.replicas)
             self._kv[bucket] = await self._guard(self.js.create_key_value(config))
 
     async def _cas(self, bucket: str, k: str,

@@ -9,6 +9,11 @@ With ``P`` the ``stream`` option (default ``WORKHIVE``)::
 
     P_TASKS   work-queue stream   P.q.<queue>.<band>      one durable pull consumer per
                                                           (queue, band): q_<queue>_<band>
+              (2.12+, schedules)  P.s.q.<queue>.<band>.<id>  one held message per delayed
+                                                          task; s_<queue> counts them (never
+                                                          pulled); stored tasks are
+                                                          republished, headers only, on
+                                                          P.w.<queue>.<band> (wake-ups)
     P_DELAY   work-queue stream   P.d.q.<queue>.<band>    one consumer "forward" (all workers)
     P_EVENTS  interest stream     P.e.<event name>        one durable consumer per group and
                                                           pattern filter: g_<group>_<hash>
@@ -117,6 +122,7 @@ class Names:
             f"{p}_keys", f"{p}_idem", f"{p}_ticks", f"{p}_counters", f"{p}_workers")
         self.task_root, self.delay_root, self.event_root, self.dead_root = (
             f"{p}.q.", f"{p}.d.", f"{p}.e.", f"{p}.x.")
+        self.schedule_root, self.wake_root = f"{p}.s.", f"{p}.w."
 
     def task_subject(self, queue: str, band: int) -> str:
         return f"{self.task_root}{token(queue)}.{band}"
@@ -128,19 +134,33 @@ class Names:
     def target_of(self, delay_subject: str) -> str:
         return f"{self.prefix}.{delay_subject[len(self.delay_root):]}"
 
+    def schedule_subject(self, target: str, mid: str) -> str:
+        """``P.q.<queue>.<band>`` -> ``P.s.q.<queue>.<band>.<mid>``: the server keeps one
+        schedule per subject, so each delayed message needs a subject of its own."""
+        return f"{self.schedule_root}{target[len(self.prefix) + 1:]}.{token(mid.replace(':', '-'))}"
+
+    def schedule_filter(self, queue: str) -> str:
+        """Every schedule of ``queue``, whatever its band."""
+        return f"{self.schedule_root}q.{token(queue)}.>"
+
     def dead_subject(self, queue: str) -> str:
         return f"{self.dead_root}{token(queue)}"
 
     def queue_of(self, subject: str) -> str:
-        """The queue of a task, delay or dead-letter subject."""
+        """The queue of a task, delay, schedule or dead-letter subject."""
         rest = subject.split(".")
-        if rest[1] == "d":
+        if rest[1] in ("d", "s"):
             rest = rest[1:]
         return untoken(rest[2])
 
     @staticmethod
     def task_consumer(queue: str, band: int) -> str:
         return f"q_{token(queue)}_{band}"
+
+    @staticmethod
+    def schedule_counter(queue: str) -> str:
+        """The never-pulled consumer whose ``num_pending`` is the queue's scheduled count."""
+        return f"s_{token(queue)}"
 
     @property
     def streams(self) -> list[str]:

@@ -1,10 +1,17 @@
-"""Pull requests and receipts: how a worker takes messages from a durable consumer.
+"""Pull requests, receipts and confirmed acks: how a worker takes messages from a durable
+consumer and gives them back.
 
 Why workhive sends its own pull requests instead of nats-py's ``fetch``: a worker asks several
 consumers in turn (priority bands, then event groups) and must not leave a lingering pull
 request behind on any of them, or the server hands the next message to a request nobody reads
 until it expires. A ``no_wait`` pull is answered at once (messages, then a ``404``/``408``
 status), so nothing lingers; waiting is done elsewhere (``NatsBackend.fetch``).
+
+Why :class:`Acker` instead of nats-py's ``ack_sync`` (one ``request`` per message): a request
+costs nats-py a future, a timer and a fresh inbox token, about half the CPU of acking a
+message. The guarantee is the same: the acks of one settle batch go out with one reply subject
+``<inbox>.<batch>`` (the server answers each ack there once it has processed it), and the call
+returns only when every one was answered.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import json
 import time
+from collections.abc import Sequence
 
 import nats.errors
 from nats.aio.client import Client
@@ -108,3 +117,52 @@ class Lease:
     def __init__(self, msg: Msg, deadline: float, ack_wait: float) -> None:
         self.msg, self.deadline, self.ack_wait = msg, deadline, ack_wait
         self.published = self.acked = False
+
+
+class Acker:
+    """Confirmed acks for many messages at a time, through one wildcard subscription."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.inbox = nc.new_inbox()
+        self.sub: Subscription | None = None
+        self._batches = itertools.count()
+        self._waiting: dict[str, tuple[list[int], asyncio.Future[None]]] = {}
+
+    async def ack(self, replies: Sequence[str], timeout: float) -> None:
+        """Ack every delivery whose reply subject is in ``replies``; raise nats-py's
+        ``TimeoutError`` unless the server confirmed all of them within ``timeout``."""
+        if not replies:
+            return
+        if self.sub is None:
+            self.sub = await self.nc.subscribe(f"{self.inbox}.*", cb=self._on_answer)
+        batch = str(next(self._batches))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[batch] = ([len(replies)], done)
+        answer_to = f"{self.inbox}.{batch}"
+        try:
+            for reply in replies:
+                await self.nc.publish(reply, b"", reply=answer_to)
+            await asyncio.wait_for(done, timeout)
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
+        finally:
+            self._waiting.pop(batch, None)
+
+    async def _on_answer(self, msg: Msg) -> None:
+        entry = self._waiting.get(msg.subject[len(self.inbox) + 1:])
+        if entry is None or entry[1].done():
+            return  # a batch that gave up already
+        left, done = entry
+        if status_of(msg) == "503":  # no consumer behind the reply subject any more
+            done.set_exception(nats.errors.NoRespondersError())
+            return
+        left[0] -= 1
+        if left[0] <= 0:
+            done.set_result(None)
+
+    async def stop(self) -> None:
+        if self.sub is not None:
+            sub, self.sub = self.sub, None
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()

@@ -4,10 +4,10 @@
 tables live in one schema (default ``workhive``), so several apps share a database and tests
 isolate by schema; :meth:`PostgresBackend.open` creates it idempotently under an advisory lock.
 
-Claims: one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` per queue
-(queues in the given order, strictly, like memory/sqlite), so concurrent workers never get the
-same row and never wait on each other's rows. Settle, enqueue and extend are one statement per
-batch (arrays through ``unnest``).
+Claims: one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` statement
+(several queues through a lateral join, in the given order, strictly, like memory/sqlite), so
+concurrent workers never get the same row and never wait on each other's rows. Settle, enqueue
+and extend are one statement per batch (arrays through ``unnest``).
 
 Clock: the database's (see :mod:`workhive.backends.postgres.sql`). Lease deadlines, windows,
 heartbeats and "now" in a claim all come from ``clock_timestamp()`` in SQL; an envelope's eta is
@@ -17,8 +17,12 @@ Waiting: an idle ``fetch`` does not poll. It LISTENs on ``<schema>_wake`` on a d
 connection; enqueue / retry / release / publish / replay ``pg_notify`` it in the same
 transaction, so a waiter wakes once the rows are visible. It also wakes at the nearest future
 ``available_at`` of its queues (an eta or a lease running out), and re-checks every
-``poll_interval`` as a safety net in case the listener connection was lost. Not for use behind a
-transaction-mode pgbouncer (LISTEN and prepared statements need a session).
+``poll_interval`` as a safety net in case the listener connection was lost.
+
+Behind a transaction-mode pooler (PgBouncer), give ``pooler=transaction``: prepared statements
+are not cached, and LISTEN goes to ``listen_url`` (a direct connection) or, without one, idle
+fetches poll every ``poll_interval`` (0.25 s by default). See
+:mod:`workhive.backends.postgres.pooling`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from workhive._envelope import Envelope, encode
 from workhive.backend import Capability, Delivery, EnqueueResult, Features, Settlement
 from workhive.backends.postgres.connection import PostgresConnection
 from workhive.backends.postgres.extras import PostgresExtras
+from workhive.backends.postgres.results import PostgresResults
 from workhive.backends.postgres.settings import PostgresSettings
 
 __all__ = ["PostgresBackend", "PostgresSettings"]
@@ -46,16 +51,18 @@ _MIN_SLEEP = 0.002  # floor for "due now" waits: rows another claim holds locked
 _HOUSEKEEP_EVERY = 300.0
 
 
-class PostgresBackend(PostgresConnection, PostgresExtras):
-    """Durable queue, delays, priorities, leases, DLQ, events, cron, counters, inspection.
+class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults):
+    """Durable queue, delays, priorities, leases, DLQ, events, cron, counters, inspection,
+    task results and cancel.
 
     One instance may be shared by many coroutines of one event loop; it holds an asyncpg pool
-    plus one LISTEN connection (opened by the first waiting fetch). Share the *database*, not
-    the object, across processes. Who acks: only :meth:`settle`, matching the lease token.
+    plus one LISTEN connection (opened by the first waiting fetch; none in polling mode). Share
+    the *database*, not the object, across processes. Who acks: only :meth:`settle`, matching
+    the lease token.
     """
 
     name = "postgres"
-    features = Features(frozenset(Capability), lease="timed")
+    features = Features(frozenset(Capability), lease="timed", results=True, cancel=True)
 
     def __init__(self, settings: PostgresSettings) -> None:
         super().__init__(settings)
@@ -137,7 +144,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras):
             remaining = until - time.monotonic()
             if remaining <= 0 or generation != self._generation:
                 return []
-            timeout = min(remaining, self.settings.poll_interval)
+            timeout = min(remaining, self.settings.poll_every)
             if due_in is not None:
                 timeout = min(timeout, max(due_in, _MIN_SLEEP))
             with contextlib.suppress(TimeoutError):
@@ -150,19 +157,16 @@ class PostgresBackend(PostgresConnection, PostgresExtras):
     async def _claim(
         self, queues: list[str], limit: int, lease: float, want_due: bool
     ) -> tuple[list[Delivery], float | None]:
-        """Claim per queue in order (one transaction when several); when nothing was ready
-        and ``want_due``, also return the seconds until the earliest row becomes due."""
+        """Claim from the queues in order, in one statement; when nothing was ready and
+        ``want_due``, also return the seconds until the earliest row becomes due."""
         token = secrets.randbits(62) | 1
-        out: list[Delivery] = []
         async with self._conn("fetch") as con:
-            tx = con.transaction() if len(queues) > 1 else contextlib.nullcontext()
-            async with tx:
-                for queue in queues:
-                    rows = await con.fetch(self._sql.claim, queue, limit - len(out), token,
-                                           float(lease))
-                    out += [Delivery(queue, bytes(body), (seq, token)) for seq, body in rows]
-                    if len(out) >= limit:
-                        break
+            if len(queues) == 1:
+                rows = await con.fetch(self._sql.claim, queues[0], limit, token, float(lease))
+                out = [Delivery(queues[0], bytes(body), (seq, token)) for seq, body in rows]
+            else:
+                rows = await con.fetch(self._sql.claim_many, queues, limit, token, float(lease))
+                out = [Delivery(q, bytes(body), (seq, token)) for q, seq, body in rows]
             if out or not want_due:
                 return out, None
             due = await con.fetchval(self._sql.next_due, queues)
@@ -213,7 +217,8 @@ class PostgresBackend(PostgresConnection, PostgresExtras):
                               [d.receipt[1] for d in deliveries], float(lease))
 
     async def _housekeep(self) -> None:
-        """Every few minutes per client: drop expired keys/claims/windows/ticks, compact totals.
+        """Every few minutes per client: drop expired keys/claims/windows/ticks/results/cancel
+        flags, compact totals.
 
         Only one client at a time does it (try-lock); failures are logged, never raised, since
         the caller's own write already succeeded.

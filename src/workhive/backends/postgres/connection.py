@@ -6,7 +6,9 @@ closes the LISTEN connection and the pool. A later call reopens, as with the red
 
 Wake-ups: the LISTEN connection's callback sets the current :class:`asyncio.Event` and starts
 a fresh one, so a fetch that took the event *before* its claim cannot miss a notification that
-arrives between its claim and its wait.
+arrives between its claim and its wait. Behind a transaction pooler the LISTEN connection goes
+to ``listen_url`` (direct to the server), or there is none and idle fetches poll (see
+:mod:`workhive.backends.postgres.pooling`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import Any
 
 import asyncpg
 
+from workhive._redact import redact_url
+from workhive.backends.postgres.pooling import driver_options, pool_options
+from workhive.backends.postgres.results import ResultStatements
 from workhive.backends.postgres.settings import UNREACHABLE, PostgresSettings
-from workhive.backends.postgres.sql import SCHEMA_VERSION, Statements
+from workhive.backends.postgres.sql import SCHEMA_VERSION, UNVERSIONED_TABLES, Statements
 from workhive.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,7 @@ class PostgresConnection:
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
         self._sql = Statements(settings.schema)
+        self._results_sql = ResultStatements(settings.schema)
         self._pool: Any = None
         self._schema_ok = False
         self._open_lock: asyncio.Lock | None = None
@@ -62,6 +68,7 @@ class PostgresConnection:
                         self.settings.url, password=self.settings.password, min_size=1,
                         max_size=self.settings.pool_size, timeout=self.settings.connect_timeout,
                         command_timeout=self.settings.command_timeout,
+                        **pool_options(self.settings.pooler),
                     )
                 except DRIVER_ERRORS as exc:
                     raise self.settings.translate(exc, "connecting") from exc
@@ -77,34 +84,57 @@ class PostgresConnection:
 
     async def _ensure_schema(self) -> None:
         """Create schema, tables and function once per database; concurrent openers queue on
-        an advisory lock (``CREATE SCHEMA IF NOT EXISTS`` alone races)."""
+        an advisory lock (``CREATE SCHEMA IF NOT EXISTS`` alone races).
+
+        The lock is not quite enough: a server session that looked the schema up before
+        another client created it keeps "no such schema" in its catalog cache until its next
+        transaction starts, so its ``IF NOT EXISTS`` can still collide (a unique violation).
+        Behind a pooler every client shares those sessions, which makes it likely. A fresh
+        transaction refreshes the cache, so the creation is simply tried again.
+
+        A schema of the current version that lacks a table added without a new version
+        (:data:`~workhive.backends.postgres.sql.UNVERSIONED_TABLES`) gets the DDL too.
+        """
         schema = self.settings.schema
+        tables = [f"{schema}.{t}" for t in ("meta", *UNVERSIONED_TABLES)]
         async with self._acquire("creating schema") as con:
-            if await con.fetchval("SELECT to_regclass($1)", f"{schema}.meta") is not None:
+            if await con.fetchval("SELECT bool_and(to_regclass(t) IS NOT NULL)"
+                                  " FROM unnest($1::text[]) AS t", tables):
                 version = await con.fetchval(
                     f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
                 )
                 if version is not None and int(version) == SCHEMA_VERSION:
                     return
-            async with con.transaction():
-                await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
-                                  f"workhive:schema:{schema}")
-                for statement in self._sql.ddl:
-                    await con.execute(statement)
-                version = await con.fetchval(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+            for attempt in range(3):
+                try:
+                    await self._create_schema(con)
+                    return
+                except asyncpg.exceptions.UniqueViolationError:
+                    if attempt == 2:
+                        raise
+
+    async def _create_schema(self, con: Any) -> None:
+        """One transaction: lock, run the (idempotent) DDL, stamp the layout version."""
+        schema = self.settings.schema
+        async with con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                              f"workhive:schema:{schema}")
+            for statement in self._sql.ddl:
+                await con.execute(statement)
+            version = await con.fetchval(
+                f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+            )
+            if version is None:
+                await con.execute(f"INSERT INTO {schema}.meta (key, value)"
+                                  " VALUES ('schema_version', $1)", str(SCHEMA_VERSION))
+            elif int(version) > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"postgres schema {schema!r} has layout version {version}, newer than "
+                    f"this workhive understands ({SCHEMA_VERSION}); upgrade workhive"
                 )
-                if version is None:
-                    await con.execute(f"INSERT INTO {schema}.meta (key, value)"
-                                      " VALUES ('schema_version', $1)", str(SCHEMA_VERSION))
-                elif int(version) > SCHEMA_VERSION:
-                    raise ConfigError(
-                        f"postgres schema {schema!r} has layout version {version}, newer than "
-                        f"this workhive understands ({SCHEMA_VERSION}); upgrade workhive"
-                    )
-                elif int(version) < SCHEMA_VERSION:  # the DDL above added what it lacked
-                    await con.execute(f"UPDATE {schema}.meta SET value = $1"
-                                      " WHERE key = 'schema_version'", str(SCHEMA_VERSION))
+            elif int(version) < SCHEMA_VERSION:  # the DDL above added what it lacked
+                await con.execute(f"UPDATE {schema}.meta SET value = $1"
+                                  " WHERE key = 'schema_version'", str(SCHEMA_VERSION))
 
     async def close(self) -> None:
         """Close the listener and the pool; leased messages stay leased until they expire."""
@@ -133,7 +163,8 @@ class PostgresConnection:
         """
         try:
             con = await asyncpg.connect(self.settings.url, password=self.settings.password,
-                                        timeout=self.settings.connect_timeout)
+                                        timeout=self.settings.connect_timeout,
+                                        **driver_options(self.settings.pooler))
         except DRIVER_ERRORS as exc:
             raise self.settings.translate(exc, "wipe") from exc
         try:
@@ -191,7 +222,10 @@ class PostgresConnection:
         self._notify_local()
 
     async def _ensure_listener(self) -> bool:
-        """LISTEN on the wake channel; False (logged) when that fails: fetch then polls."""
+        """LISTEN on the wake channel; False (logged) when that fails, or when there is no
+        session to LISTEN on (transaction pooler, no ``listen_url``): fetch then polls."""
+        if not self.settings.listens:
+            return False
         if self._listener is not None and not self._listener.is_closed():
             return True
         if self._listen_lock is None:
@@ -199,23 +233,28 @@ class PostgresConnection:
         async with self._listen_lock:
             if self._listener is not None and not self._listener.is_closed():
                 return True
+            url, password = self.settings.listener_target
             try:
-                con = await asyncpg.connect(self.settings.url, password=self.settings.password,
+                con = await asyncpg.connect(url, password=password,
                                             timeout=self.settings.connect_timeout)
             except DRIVER_ERRORS as exc:
-                logger.warning("cannot LISTEN for wake-ups: %s",
-                               self.settings.translate(exc, "listen"))
+                self._listen_failed(exc)
                 return False
             try:
                 await con.add_listener(self.settings.channel, self._on_notify)
             except DRIVER_ERRORS as exc:
                 await con.close()
-                logger.warning("cannot LISTEN for wake-ups: %s",
-                               self.settings.translate(exc, "listen"))
+                self._listen_failed(exc)
                 return False
             con.add_termination_listener(self._on_listener_lost)
             self._listener = con
             return True
+
+    def _listen_failed(self, exc: BaseException) -> None:
+        url, password = self.settings.listener_target
+        logger.warning("cannot LISTEN for wake-ups on %s (idle fetches poll every %.2g s): %s",
+                       redact_url(url, password=password), self.settings.poll_every,
+                       self.settings.scrub(f"{type(exc).__name__}: {exc}"))
 
     def _track(self, future: asyncio.Future[Any]) -> None:
         self._background.add(future)

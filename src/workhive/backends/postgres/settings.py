@@ -10,10 +10,14 @@ URL form::
 
     postgresql://[user[:password]@]host[:port]/database[?schema=app&pool_size=8&sslmode=require]
     postgres://...                      same thing
+    postgresql://app@pgbouncer:6432/db?pooler=transaction&listen_url=postgresql://app@db:5432/db
 
 Keyword options override query parameters. The password comes from the URL, else from the
 ``PGPASSWORD`` environment variable. ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
 ``application_name`` and ``target_session_attrs`` are passed through to asyncpg untouched.
+``pooler`` and ``listen_url`` describe a connection pooler in front of the server
+(:mod:`workhive.backends.postgres.pooling`); a ``listen_url`` password, like the main one, is
+kept out of every URL the settings show.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import asyncpg
 
 from workhive._redact import netloc_password, redact, redact_url
+from workhive.backends.postgres.pooling import (
+    LISTENING_INTERVAL,
+    POLLING_INTERVAL,
+    check_pooler,
+    split_listen_url,
+)
 from workhive.errors import BackendError, BackendUnavailable, ConfigError
 
 _SCHEMES = {"postgres", "postgresql"}
@@ -61,8 +71,12 @@ class PostgresSettings:
     ``pool_size``: connections in the pool (the LISTEN connection comes on top).
     ``connect_timeout`` / ``command_timeout``: seconds before a connect / statement fails.
     ``idempotency_ttl``: how long an idempotency key dedupes enqueues.
-    ``poll_interval``: the longest an idle ``fetch`` trusts LISTEN/NOTIFY alone before it
-    re-checks (a safety net for a lost listener connection, not the wake-up mechanism).
+    ``poll_interval``: the longest an idle ``fetch`` waits before it re-checks. With LISTEN
+    wake-ups it is a safety net for a lost listener connection (default 2 s); without them
+    (``pooler=transaction`` and no ``listen_url``) it is the wake-up itself (default 0.25 s).
+    ``pooler``: ``none`` (default), ``session`` or ``transaction``; ``transaction`` turns off
+    prepared-statement caching and LISTEN on ``url`` (see :mod:`.pooling`).
+    ``listen_url``: a direct (not pooled) URL of the same database, used only for LISTEN.
     """
 
     url: str = "postgresql://127.0.0.1:5432/postgres"
@@ -72,9 +86,18 @@ class PostgresSettings:
     connect_timeout: float = 5.0
     command_timeout: float = 30.0
     idempotency_ttl: float = 86_400.0
-    poll_interval: float = 2.0
+    poll_interval: float | None = None
+    pooler: str = "none"
+    listen_url: str | None = None
+    listen_password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pooler", check_pooler(self.pooler))
+        if self.listen_url is not None:
+            bare, password = split_listen_url(self.listen_url)
+            object.__setattr__(self, "listen_url", bare)
+            object.__setattr__(self, "listen_password",
+                               password or self.listen_password or self.password)
         if not _SCHEMA_RE.match(self.schema):
             raise ConfigError(
                 f"postgres option 'schema' must be a lower-case identifier ([a-z_][a-z0-9_]*, "
@@ -85,6 +108,8 @@ class PostgresSettings:
             raise ConfigError(f"postgres option 'pool_size' must be >= 1, got {self.pool_size!r}")
         for key in ("connect_timeout", "command_timeout", "idempotency_ttl", "poll_interval"):
             value = getattr(self, key)
+            if key == "poll_interval" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) \
                     or not 0 < value < math.inf:
                 raise ConfigError(f"postgres option {key!r} must be a positive number, "
@@ -93,6 +118,26 @@ class PostgresSettings:
         if parts.scheme not in _SCHEMES:
             raise ConfigError(f"postgres url must start with postgresql:// or postgres://: "
                               f"{self.redacted_url!r}")
+
+    @property
+    def listens(self) -> bool:
+        """Whether idle fetches wait on LISTEN: not through a transaction pooler, unless a
+        direct ``listen_url`` is given."""
+        return self.pooler != "transaction" or self.listen_url is not None
+
+    @property
+    def poll_every(self) -> float:
+        """``poll_interval``, or its default for this way of waking up."""
+        if self.poll_interval is not None:
+            return float(self.poll_interval)
+        return LISTENING_INTERVAL if self.listens else POLLING_INTERVAL
+
+    @property
+    def listener_target(self) -> tuple[str, str | None]:
+        """(URL, password) the LISTEN connection uses: ``listen_url`` or the main URL."""
+        if self.listen_url is not None:
+            return self.listen_url, self.listen_password
+        return self.url, self.password
 
     @property
     def channel(self) -> str:
@@ -146,7 +191,7 @@ class PostgresSettings:
 
     def scrub(self, text: str) -> str:
         """``text`` with the password (if any) replaced by ``***``."""
-        return redact(text, self.password)
+        return redact(text, self.password, self.listen_password)
 
     def translate(self, exc: BaseException, doing: str) -> BackendError:
         """Map a driver error raised while ``doing`` onto :mod:`workhive.errors`."""
@@ -187,4 +232,6 @@ _CONVERT: dict[str, type] = {
     "command_timeout": float,
     "idempotency_ttl": float,
     "poll_interval": float,
+    "pooler": str,
+    "listen_url": str,
 }

@@ -1,4 +1,4 @@
-"""Schema and every SQL statement of the Postgres backend, in one place.
+"""Schema and the SQL statements of the Postgres backend (task results and cancel: ``results.py``).
 
 The layout mirrors the SQLite backend (``sqlite.schema``): one ``available_at`` column per
 message holds the eta of a new or retried row and the lease deadline of a leased one, so "ready"
@@ -17,7 +17,10 @@ Every statement is a template with ``{s}`` for the (validated, unquoted) schema 
 
 Layout versions (``meta.schema_version``): every change so far only added tables, so opening an
 older schema runs the DDL (all ``IF NOT EXISTS``) and stamps the new version. Version 2 added
-``claims``.
+``claims``. ``results`` and ``cancels`` (task results, cancel requests) came without a new
+version, as in the SQLite backend: an older workhive ignores tables it does not know, so it can
+still open the schema. Opening checks that they exist (:data:`UNVERSIONED_TABLES`) and runs the
+DDL when they do not.
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ DDL = (
     # expires_at NULL: held until released.
     """CREATE TABLE IF NOT EXISTS {s}.claims (
         key text PRIMARY KEY, holder text NOT NULL, expires_at float8)""",
+    # task results / status records, and cancel requests for leased tasks (see results.py)
+    """CREATE TABLE IF NOT EXISTS {s}.results (
+        id text PRIMARY KEY, expires_at float8 NOT NULL, record bytea NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {s}.cancels (id text PRIMARY KEY, expires_at float8 NOT NULL)""",
     # Keyed enqueue (idempotency / unique keys) must look at each envelope in order, including
     # earlier ones of the same batch; a function keeps that one round trip per batch.
     """CREATE OR REPLACE FUNCTION {s}.enqueue_keyed(
@@ -131,8 +138,11 @@ DDL = (
 #: Every table holding data, for tests that empty a schema without dropping it.
 DATA_TABLES = (
     "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers",
-    "claims",
+    "claims", "results", "cancels",
 )
+
+#: Tables added after layout version 2 without a new version: opening creates them when missing.
+UNVERSIONED_TABLES = ("results", "cancels")
 
 ENQUEUE = f"""
 WITH {_T},
@@ -164,6 +174,30 @@ u AS (
     FROM c WHERE j.seq = c.seq
     RETURNING j.seq, j.body)
 SELECT u.seq, u.body FROM u JOIN c USING (seq) ORDER BY c.priority DESC, c.available_at, c.seq
+"""
+
+# Several queues in one statement (one round trip, no explicit transaction: the same through a
+# transaction pooler): a lateral claim per queue, taken in the given order; the executor stops
+# pulling once ``$2`` rows are in, so a later queue is not even read while an earlier one fills
+# the batch. Returns the queue with each row.
+CLAIM_MANY = f"""
+WITH {_T},
+c AS (
+    SELECT x.seq, x.priority, x.available_at, q.name, q.ord
+    FROM unnest($1::text[]) WITH ORDINALITY AS q(name, ord)
+    CROSS JOIN LATERAL (
+        SELECT seq, priority, available_at FROM {{s}}.jobs
+        WHERE queue = q.name AND available_at <= (SELECT now FROM t)
+        ORDER BY priority DESC, available_at, seq
+        LIMIT $2
+        FOR UPDATE SKIP LOCKED) x
+    LIMIT $2),
+u AS (
+    UPDATE {{s}}.jobs j SET available_at = (SELECT now FROM t) + $4, token = $3
+    FROM c WHERE j.seq = c.seq
+    RETURNING j.seq, j.body)
+SELECT c.name, u.seq, u.body FROM u JOIN c USING (seq)
+ORDER BY c.ord, c.priority DESC, c.available_at, c.seq
 """
 
 #: Seconds (database clock) until the earliest row of these queues becomes fetchable.
@@ -316,6 +350,8 @@ HOUSEKEEPING = (
     f"DELETE FROM {{s}}.windows WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.ticks WHERE claimed_at <= {NOW} - 7 * 86400",
     f"DELETE FROM {{s}}.workers WHERE expires_at <= {NOW}",
+    f"DELETE FROM {{s}}.results WHERE expires_at <= {NOW}",
+    f"DELETE FROM {{s}}.cancels WHERE expires_at <= {NOW}",
     "WITH d AS (DELETE FROM {s}.totals RETURNING queue, processed, failed)"
     " INSERT INTO {s}.totals (queue, processed, failed)"
     " SELECT queue, sum(processed), sum(failed) FROM d GROUP BY queue",
@@ -335,6 +371,7 @@ class Statements:
     enqueue: str
     enqueue_keyed: str
     claim: str
+    claim_many: str
     next_due: str
     release: str
     extend: str
@@ -362,8 +399,9 @@ class Statements:
 
 
 _NAMES = (
-    "ENQUEUE", "ENQUEUE_KEYED", "CLAIM", "NEXT_DUE", "RELEASE", "EXTEND", "SETTLE", "BINDINGS",
-    "BIND", "CLAIM_TICK", "HIT_WINDOW", "TAKE_TOKEN", "DEAD_LIST", "DEAD_FOR_REPLAY",
+    "ENQUEUE", "ENQUEUE_KEYED", "CLAIM", "CLAIM_MANY", "NEXT_DUE", "RELEASE", "EXTEND",
+    "SETTLE", "BINDINGS", "BIND", "CLAIM_TICK", "HIT_WINDOW", "TAKE_TOKEN", "DEAD_LIST",
+    "DEAD_FOR_REPLAY",
     "DEAD_DELETE_SEQS", "DEAD_PURGE", "KEEP_DEAD", "CLAIM_KEY", "RELEASE_KEY", "STATS_JOBS",
     "STATS_DEAD", "STATS_TOTALS", "HEARTBEAT", "WORKERS", "FORGET_WORKER",
 )

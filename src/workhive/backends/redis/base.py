@@ -2,36 +2,48 @@
 
 Kept apart from the queue logic so every Redis call goes through one door (:meth:`_run` or
 :meth:`_guard`) that turns redis-py's connection errors into
-:class:`~workhive.errors.BackendUnavailable` with the password redacted, and reloads scripts
-after a restarted Redis forgot them (``NOSCRIPT``).
+:class:`~workhive.errors.BackendUnavailable` with the password redacted, and reloads a script
+a restarted (or newly added cluster) node forgot (``NOSCRIPT``): with ``EVAL`` on the very node
+that refused it, so one unreachable node never stops the scripts of the others.
+
+The client is a plain ``Redis`` (one server), a ``RedisCluster`` or the master a ``Sentinel``
+set names (:meth:`RedisSettings.client`); the scripts and key names are the same for all three
+(:mod:`workhive.backends.redis.keys`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from workhive._redact import redact
+from workhive.backends.redis.keys import Layout
 from workhive.backends.redis.settings import UNREACHABLE, RedisSettings
-from workhive.errors import BackendError
+from workhive.errors import BackendError, BackendUnavailable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+Client = Redis | RedisCluster
 
 
 class Script:
-    """A Lua script called by SHA (EVALSHA) and loaded on first ``NOSCRIPT``."""
+    """A Lua script called by SHA (EVALSHA), sent whole (EVAL) where a node lacks it."""
 
     __slots__ = ("sha", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class LegacyLayout(BackendError):
+    """The Redis holds data an older workhive wrote in the key layout before hash tags."""
 
 
 class RedisBase:
@@ -49,15 +61,19 @@ class RedisBase:
     ) -> None:
         self.settings = settings
         self._p = settings.prefix
+        self._keys = Layout(settings.prefix, cluster=settings.mode == "cluster")
         self._clock = clock
-        self._client: Redis | None = None
+        self._client: Client | None = None
+        self._sentinel: Sentinel | None = None
+        # the old layout cannot exist on a cluster: it never ran there
+        self._layout_checked = self._keys.cluster
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings.redacted_url!r}, prefix={self._p!r})"
 
-    def _redis(self) -> Redis:
+    def _redis(self) -> Client:
         if self._client is None:
-            self._client = self.settings.client()
+            self._client, self._sentinel = self.settings.client()
         return self._client
 
     def _now(self) -> str:
@@ -65,61 +81,110 @@ class RedisBase:
         return "" if self._clock is None else repr(self._clock())
 
     async def open(self) -> None:
-        """Connect and check the server answers; idempotent."""
-        await self._guard(lambda r: r.ping())
+        """Connect and check the server answers; idempotent.
+
+        On a cluster this reads the slot map from the first seed node that answers; a master
+        that is down fails only the calls for its own slots, later.
+        """
+        client = await self._ready()
+        if not isinstance(client, RedisCluster):
+            await self._guard(lambda r: r.ping())
+        await self._check_layout()
         logger.debug("redis backend connected to %s (prefix %s)", self.settings.redacted_url,
                      self._p)
+
+    async def _ready(self) -> Client:
+        """The client, with a cluster's slot map read (plain commands do that themselves;
+        a pub/sub connection needs it first)."""
+        client = self._redis()
+        if isinstance(client, RedisCluster):
+            try:
+                await client.initialize()
+            except (RedisClusterException, *UNREACHABLE) as exc:
+                raise self.settings.unavailable(exc) from exc
+        return client
+
+    async def _check_layout(self) -> None:
+        """Refuse to run over data of the key layout before hash tags (see docs/redis.md)."""
+        if self._layout_checked:
+            return
+        marker = self._keys.legacy_marker
+        if await self._guard(lambda r: r.exists(marker)):
+            raise LegacyLayout(
+                f"redis at {self.settings.redacted_url} holds workhive data under prefix "
+                f"{self._p!r} in the key layout of an older version (key {marker!r}). "
+                "Stop every worker and producer of this prefix, then run "
+                f"'python -m workhive.backends.redis.migrate <url> --prefix {self._p}', or "
+                "drain the queues with the older version first; nothing was changed")
+        self._layout_checked = True
 
     async def close(self) -> None:
         """Close the pool; leased messages stay leased until their lease runs out."""
         client, self._client = self._client, None
+        sentinel, self._sentinel = self._sentinel, None
         if client is not None:
             await client.aclose()
+        if sentinel is not None:
+            for server in sentinel.sentinels:
+                await server.aclose()
 
-    async def _run(self, script: Script, args: list[Any]) -> Any:
-        """EVALSHA ``script`` with ``args`` (no KEYS: keys are derived from the prefix)."""
+    async def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """EVALSHA ``script``: every key it touches is in ``keys``, all of one slot."""
         client = self._redis()
+        if not self._layout_checked:
+            await self._check_layout()
         try:
             try:
-                return await client.evalsha(script.sha, 0, *args)
+                return await client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                logger.info("redis forgot workhive's scripts (restart?); reloading")
-                await client.script_load(script.source)
-                return await client.evalsha(script.sha, 0, *args)
+                logger.info("redis forgot workhive's scripts (restart?); sending them again")
+                return await client.eval(script.source, len(keys), *keys, *args)
         except UNREACHABLE as exc:
             raise self.settings.unavailable(exc) from exc
         except RedisError as exc:
-            raise BackendError(f"redis at {self.settings.redacted_url} failed: "
-                               f"{redact(str(exc), self.settings.password)}") from exc
+            raise self._failed(exc) from exc
 
-    async def _guard(self, call: Callable[[Redis], Awaitable[T]]) -> T:
+    async def _guard(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """Run a plain redis-py call with the same error translation as :meth:`_run`."""
         try:
             return await call(self._redis())
         except UNREACHABLE as exc:
             raise self.settings.unavailable(exc) from exc
         except RedisError as exc:
-            raise BackendError(f"redis at {self.settings.redacted_url} failed: "
-                               f"{redact(str(exc), self.settings.password)}") from exc
+            raise self._failed(exc) from exc
+
+    async def _register(self, queues: Sequence[str]) -> None:
+        """Add queues to the registry (``{P}:queues``) in a call of its own: on a cluster it
+        usually lives on another node than the queues."""
+        await self._guard(lambda r: r.sadd(self._keys.queues, *queues))
+
+    def _failed(self, exc: BaseException) -> BackendError:
+        return BackendError(f"redis at {self.settings.redacted_url} failed: "
+                            f"{self.settings.hide(str(exc))}")
 
     async def wipe(self) -> None:
         """Delete every key under this backend's prefix (tests, ``workhive`` resets).
 
-        Works on a closed backend too (it then uses, and closes, a temporary client).
+        Works on a closed backend too (it then uses, and closes, a temporary client). On a
+        cluster it scans every master.
         """
         temporary = self._client is None
         client = self._redis()
         try:
-            batch: list[bytes] = []
-            async for key in client.scan_iter(match=f"{self._p}:*", count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
+            for pattern in self._keys.patterns():
+                batch: list[bytes] = []
+                async for key in client.scan_iter(match=pattern, count=1000):
+                    batch.append(key)
+                    if len(batch) >= 500:
+                        await client.unlink(*batch)
+                        batch.clear()
+                if batch:
                     await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                await client.unlink(*batch)
         except UNREACHABLE as exc:
             raise self.settings.unavailable(exc) from exc
         finally:
             if temporary:
                 await self.close()
+
+
+__all__ = ["BackendUnavailable", "LegacyLayout", "RedisBase", "Script"]

@@ -1,6 +1,6 @@
-"""The ``redis-pubsub`` backend: seed 004's event bus, plain Redis PUBLISH / PSUBSCRIBE.
+"""The ``redis-pubsub`` backend: an event bus on plain Redis PUBLISH / PSUBSCRIBE.
 
-Why it exists: teams coming from seed 004 already run their events this way and want the same
+Why it exists: teams coming from Go services already run their events this way and want the same
 wire behaviour. Why it is *not* the default for events: Redis pub/sub is fire-and-forget.
 
 * **At-most-once.** An event published while no process listens is gone; one that arrives while
@@ -17,6 +17,11 @@ Channels are ``<prefix>:ev:<event name>``. One ``PSUBSCRIBE <prefix>:ev:*`` per 
 receives everything under the prefix and matches bindings locally with
 :func:`~workhive.backend.topic_matches`, so glob semantics equal the durable backends' and one
 event matching two patterns of a group is still delivered once to that group.
+
+On Redis Cluster (``redis-pubsub://host:port?cluster=true``) the subscription lives on one node
+and Redis forwards every PUBLISH to all nodes, so it works unchanged; ``publish`` returns None
+there (a node counts only its own listeners), and while the subscribed node is down nothing
+arrives (at-most-once, as ever).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class RedisPubSubBackend(RedisBase):
 
     def __init__(self, settings: RedisSettings) -> None:
         super().__init__(settings)
+        self._layout_checked = True  # no stored keys: an older version's queues do not matter
         self._patterns: set[tuple[str, str]] = set()  # (pattern, group)
         self._buffers: dict[str, deque[Delivery]] = {}  # event queue -> received copies
         self._arrived = asyncio.Event()
@@ -94,11 +100,17 @@ class RedisPubSubBackend(RedisBase):
 
     # -- events -------------------------------------------------------------------------
 
-    async def publish(self, envelope: Envelope) -> int:
-        """PUBLISH the event; returns how many *processes* were listening (0: it is lost)."""
+    async def publish(self, envelope: Envelope) -> int | None:
+        """PUBLISH the event; returns how many *processes* were listening (0: it is lost).
+
+        On a cluster Redis forwards the message to every node but counts only the listeners
+        of the node that took the PUBLISH, so the count is unknown there: None.
+        """
         body = encode(envelope)
         channel = self._channel(envelope.name)
         receivers = await self._guard(lambda r: r.publish(channel, body))
+        if self.settings.mode == "cluster":
+            return None
         if not receivers:
             logger.debug("redis-pubsub: nobody listened to %s; the event is gone", envelope.name)
         return int(receivers)
@@ -113,7 +125,7 @@ class RedisPubSubBackend(RedisBase):
         self._buffers.setdefault(event_queue(group), deque())
         if self._pubsub is not None:
             return
-        pubsub = self._redis().pubsub(ignore_subscribe_messages=False)
+        pubsub = (await self._ready()).pubsub(ignore_subscribe_messages=False)
         try:
             await pubsub.psubscribe(self._channel("*"))
             while True:  # wait for the confirmation before returning

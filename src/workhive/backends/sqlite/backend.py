@@ -37,6 +37,9 @@ from workhive.backend import (
     WorkerInfo,
 )
 from workhive.backends.sqlite import schema
+from workhive.backends.sqlite.browse import SQLiteBrowse
+from workhive.backends.sqlite.history import SQLiteHistory
+from workhive.backends.sqlite.results import SQLiteResults
 from workhive.backends.sqlite.settings import MIN_POLL, SQLiteSettings
 from workhive.backends.sqlite.store import Handoff, SQLiteStore
 from workhive.errors import BackendError
@@ -51,7 +54,7 @@ P = ParamSpec("P")
 _STAT_POLL = 0.004  # longest sleep between file-mark checks while idle
 
 
-class SQLiteBackend:
+class SQLiteBackend(SQLiteResults, SQLiteHistory, SQLiteBrowse):
     """Durable queue, delays, priorities, leases, DLQ, events, cron, counters, inspection.
 
     Thread-safety: use one instance from one event loop; share the *file*, not the object,
@@ -59,7 +62,7 @@ class SQLiteBackend:
     """
 
     name = "sqlite"
-    features = Features(frozenset(Capability), lease="timed")
+    features = Features(frozenset(Capability), lease="timed", results=True, cancel=True)
 
     def __init__(self, settings: SQLiteSettings, *, clock: Callable[[], float] = time.time):
         self.settings = settings

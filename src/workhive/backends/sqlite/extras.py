@@ -61,6 +61,8 @@ class StoreExtras:
         con.execute("DELETE FROM windows WHERE expires_at <= ?", (now,))
         con.execute("DELETE FROM ticks WHERE claimed_at <= ?", (now - _TICK_RETENTION,))
         con.execute("DELETE FROM workers WHERE expires_at <= ?", (now,))
+        con.execute("DELETE FROM results WHERE expires_at <= ?", (now,))
+        con.execute("DELETE FROM cancels WHERE expires_at <= ?", (now,))
 
     def claim_tick(self, job: str, tick: float) -> bool:
         with self._tx() as con:

@@ -9,7 +9,9 @@ every fetch in order without a sort.
 Migrations: ``meta.schema_version`` records the layout; :func:`ensure_schema` creates missing
 tables idempotently, stamps an older file with the current version (every change so far only
 added tables, so old files open unchanged otherwise) and refuses a file written by a newer layout.
-Version 2 added ``claims``.
+Version 2 added ``claims``. ``results`` and ``cancels`` (task results, cancel requests) came
+without a new version: an older workhive ignores tables it does not know, so it can still open
+the file.
 """
 
 from __future__ import annotations
@@ -70,12 +72,16 @@ _DDL = (
     # backend's own keys. expires_at NULL: held until released.
     """CREATE TABLE IF NOT EXISTS claims (
         key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL)""",
+    # Task results / status records, and cancel requests for running tasks (see results.py).
+    """CREATE TABLE IF NOT EXISTS results (
+        id TEXT PRIMARY KEY, expires_at REAL NOT NULL, record BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS cancels (id TEXT PRIMARY KEY, expires_at REAL NOT NULL)""",
 )
 
 #: Every table holding data; ``wipe`` empties them all (meta keeps the schema version).
 DATA_TABLES = (
     "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers",
-    "claims",
+    "claims", "results", "cancels",
 )
 
 

@@ -1,4 +1,4 @@
-"""Seed 004's events: ``users.created`` fans out to two groups, and a cron job checks todos.
+"""Users/todos events: ``users.created`` fans out to two groups, and a cron job checks todos.
 
 Every *group* gets its own copy of each event (``mailer`` notifies the admin, ``audit``
 records it); workers in one group share the work. The ``todos:overdue_check`` cron job
@@ -13,10 +13,10 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
-from examples.userapp import services
-from examples.userapp.services import ADMIN, Mail, audit_log, outbox
 
 from workhive import Module
+from workhive.demo import services
+from workhive.demo.services import ADMIN, Mail, audit_log, outbox
 
 EVENT_USER_CREATED = "users.created"
 EVENT_OVERDUE_CHECK = "todos.overdue.check"
@@ -30,7 +30,7 @@ class UserCreated(msgspec.Struct, frozen=True):
 
 
 class OverdueCheck(msgspec.Struct, frozen=True, rename="camel"):
-    triggered_at: str  # "triggeredAt" on the wire, as seed 004 has it
+    triggered_at: str  # "triggeredAt" on the wire, as the Go services send it
 
 
 def notify_admin(e: UserCreated) -> None:

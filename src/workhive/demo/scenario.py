@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from examples.userapp.todos import EVENT_USER_CREATED
-from examples.userapp.user import (
+from workhive.demo.todos import EVENT_USER_CREATED
+from workhive.demo.user import (
     TASK_EXPORT_USER_DATA,
     TASK_GENERATE_USER_REPORT,
     TASK_SEND_PASSWORD_RESET_EMAIL,

@@ -1,6 +1,6 @@
 """Stand-ins for the app's real dependencies: a mail outbox and an audit log.
 
-Handlers "send" email by appending to :data:`outbox`, so the example runs anywhere, fast, and
+Handlers "send" email by appending to :data:`outbox`, so the demo runs anywhere, fast, and
 tests can assert on what would have been sent. Set ``USERAPP_OUTBOX=/path/file.jsonl`` to also
 append each message as a JSON line — that is how a test sees what a worker *subprocess* sent.
 Sync handlers run in a thread pool, hence the lock.
@@ -55,7 +55,7 @@ class AuditEntry:
 
 @dataclass
 class AuditLog:
-    """Append-only record of what happened to whom (seed 003's action_logs, in memory)."""
+    """Append-only record of what happened to whom (an action log, in memory)."""
 
     entries: list[AuditEntry] = field(default_factory=list)
 

@@ -1,4 +1,4 @@
-"""Seed 000's user module: four tasks, each behind the feature flag the seed names.
+"""The user module: four tasks, each behind its own feature flag.
 
 Payloads are msgspec Structs, so a bad enqueue (``user_id="x"``) fails at the caller with the
 field named, and the handler receives a typed object. ``user:sync_crm`` always fails (the CRM
@@ -12,9 +12,9 @@ import json
 from typing import Literal
 
 import msgspec
-from examples.userapp.services import ADMIN, Mail, outbox
 
 from workhive import Module
+from workhive.demo.services import ADMIN, Mail, outbox
 
 TASK_SEND_WELCOME_EMAIL = "user:send_welcome_email"
 TASK_SEND_PASSWORD_RESET_EMAIL = "user:send_password_reset_email"

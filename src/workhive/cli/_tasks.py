@@ -1,0 +1,98 @@
+"""``workhive cancel ID...`` and ``workhive result ID``: act on one enqueued task by its id.
+
+``cancel`` deletes a task still waiting (pending or delayed) or tells the worker running it to
+stop; ``result`` shows the record a task keeps when it asked for its result (``store_result``):
+its state, progress, value or failure. Both go through the same hive calls as the Python API
+(:meth:`Hive.cancel`, :meth:`Hive.handle`), so a backend without the capability is refused the
+same way, with the setting that fixes it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from workhive.cli._app import HiveSpec, sqlite_must_exist
+from workhive.cli._common import VERBOSE_KEY, console, hive_options, run, set_verbose
+from workhive.results import TaskStatus
+
+
+@click.command("cancel")
+@click.argument("task_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@hive_options
+@click.pass_context
+def cancel_command(
+    ctx: click.Context,
+    task_ids: tuple[str, ...],
+    as_json: bool,
+    app: str | None,
+    backend: str | None,
+    config: str | None,
+    verbose: bool,
+) -> None:
+    """Cancel tasks by ID: a waiting one is deleted, a running one is told to stop."""
+    set_verbose(ctx, verbose)
+    hive = HiveSpec(app, backend, config).build()
+    sqlite_must_exist(hive)
+
+    async def go() -> list[bool]:
+        try:
+            return [await hive.cancel(task_id) for task_id in task_ids]
+        finally:
+            await hive.close()
+
+    outcomes = run(go())
+    for task_id, deleted in zip(task_ids, outcomes, strict=True):
+        if as_json:
+            click.echo(json.dumps({"id": task_id, "deleted": deleted}))
+        elif deleted:
+            console().print(f"Cancelled {task_id}: it was waiting and is deleted")
+        else:
+            console().print(f"Cancel requested for {task_id}: the worker running it stops it "
+                            "(nothing happens if it already finished)")
+
+
+@click.command("result")
+@click.argument("task_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@hive_options
+@click.pass_context
+def result_command(
+    ctx: click.Context,
+    task_id: str,
+    as_json: bool,
+    app: str | None,
+    backend: str | None,
+    config: str | None,
+    verbose: bool,
+) -> None:
+    """Show a task's state, progress and result (kept when it asked for store_result)."""
+    set_verbose(ctx, verbose)
+    hive = HiveSpec(app, backend, config).build()
+    sqlite_must_exist(hive)
+
+    async def go() -> TaskStatus:
+        try:
+            return await hive.handle(task_id).status()
+        finally:
+            await hive.close()
+
+    status = run(go())
+    if as_json:
+        click.echo(json.dumps({f: getattr(status, f) for f in status.__struct_fields__},
+                              default=repr))
+        return
+    out = console()
+    out.print(f"{task_id}: [bold]{status.state}[/]" + (
+        " (nothing recorded: not started, no result asked for, or expired)"
+        if status.state == "pending" else ""))
+    if status.progress is not None:
+        out.print(f"progress: {status.progress:.0%} {status.message}".rstrip())
+    if status.state == "succeeded":
+        out.print(f"value: {json.dumps(status.value, default=repr)}", markup=False)
+    if status.error_type:
+        out.print(f"error: {status.error_type}: {status.error_message}", markup=False)
+    if status.traceback and ctx.meta.get(VERBOSE_KEY):
+        out.print(status.traceback, markup=False)

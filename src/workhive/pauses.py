@@ -1,0 +1,89 @@
+"""Paused queues: workers stop fetching a queue while it is paused; enqueues still land.
+
+Why in the backend: the dashboard that pauses a queue and the workers that must obey run in
+different processes (often on different hosts), so the set of paused queues is shared state
+(:class:`SupportsPause`). A worker asks for it at most every :attr:`PauseWatch.every` seconds,
+not before every fetch, so a pause takes effect within about a second; tasks already running
+finish normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from workhive.errors import BackendError
+
+if TYPE_CHECKING:
+    from workhive.backend import Backend
+
+logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SupportsPause(Protocol):
+    """A backend that can pause queues (memory, SQLite, Redis)."""
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause (``True``) or resume (``False``) ``queue``; idempotent."""
+
+    async def paused_queues(self) -> set[str]:
+        """The queues paused right now."""
+        ...
+
+
+def pauses_of(backend: Backend) -> SupportsPause | None:
+    """The backend as :class:`SupportsPause`, or None when it cannot pause queues."""
+    return backend if isinstance(backend, SupportsPause) else None
+
+
+class PauseWatch:
+    """The worker's cached view of the paused queues, refreshed every ``every`` seconds.
+
+    If the backend cannot be asked, the last known set stays in force (a broker hiccup
+    neither resumes nor pauses anything).
+    """
+
+    def __init__(self, backend: Backend, every: float = 1.0) -> None:
+        self.store = pauses_of(backend)
+        self.every = every
+        self._paused: set[str] = set()
+        self._checked = -float("inf")
+
+    async def active(self, queues: Sequence[str]) -> list[str]:
+        """``queues`` without the paused ones."""
+        if self.store is None:
+            return list(queues)
+        now = time.monotonic()
+        if now - self._checked >= self.every:
+            self._checked = now
+            try:
+                self._paused = await self.store.paused_queues()
+            except (BackendError, OSError) as exc:
+                logger.warning("could not read paused queues (keeping the last known): %s",
+                               exc)
+        return [q for q in queues if q not in self._paused]
+
+    def is_paused(self, queue: str) -> bool:
+        """Whether ``queue`` was paused when last asked (an idle check skips paused queues:
+        their tasks wait for a resume, not for this worker)."""
+        return queue in self._paused
+
+
+class InMemoryPauses:
+    """:class:`SupportsPause` in a set, mixed into the memory backend."""
+
+    _paused_set: set[str] | None = None
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        if self._paused_set is None:
+            self._paused_set = set()
+        if paused:
+            self._paused_set.add(queue)
+        else:
+            self._paused_set.discard(queue)
+
+    async def paused_queues(self) -> set[str]:
+        return set(self._paused_set or ())

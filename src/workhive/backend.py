@@ -389,11 +389,12 @@ SUGGESTIONS: dict[Capability, str] = {
     Capability.ORDERED_KEYS: "use the 'kafka' backend (or 'memory' in tests), which runs "
                              "messages of one ordering key one at a time, in order; or drop "
                              "ordering_key",
-    Capability.RESULTS: "use the 'sqlite', 'redis' or 'memory' backend, or give this one a "
-                        "coordination store that keeps results: Hive(..., coordination="
-                        "'redis://...' or 'sqlite:///coordination.db'), or worker.coordination "
-                        "in workhive.yaml",
-    Capability.CANCEL: "use the 'sqlite', 'redis' or 'memory' backend, which can delete a "
+    Capability.RESULTS: "use the 'sqlite', 'redis', 'postgres' or 'memory' backend, or give "
+                        "this one a coordination store that keeps results: Hive(..., "
+                        "coordination='redis://...', 'postgresql://...' or "
+                        "'sqlite:///coordination.db'), or worker.coordination in workhive.yaml",
+    Capability.CANCEL: "use the 'sqlite', 'redis', 'postgres' or 'memory' backend, which can "
+                       "delete a "
                        "waiting task and tell its worker to stop a running one",
 }
 _COORDINATION_HINT = ("give it a coordination store: Hive(..., coordination='redis://...', "

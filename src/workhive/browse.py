@@ -3,7 +3,7 @@
 Why a protocol of its own: queue *counts* (:class:`~workhive.backend.SupportsStats`) are cheap
 on every broker, but listing messages is not (a Kafka topic or a RabbitMQ queue cannot be
 read without consuming it). Backends that store tasks in a table or a hash can list them:
-memory and SQLite implement :class:`SupportsBrowse`; the dashboard says so on the page for
+memory, SQLite and Redis implement :class:`SupportsBrowse`; the dashboard says so on the page for
 the others. Deleting a waiting task (or flagging a running one) is
 :class:`~workhive.backend.SupportsCancel`; browsing only adds "run a delayed task now".
 """

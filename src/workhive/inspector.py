@@ -232,8 +232,8 @@ class Inspector:
         store = browser_of(self.hive.backend)
         if store is None:
             raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot list the tasks "
-                                  "of a queue (sqlite and memory can); its counts are on the "
-                                  "overview")
+                                  "of a queue (memory, sqlite and redis can); its counts are on "
+                                  "the overview")
         return store
 
     async def tasks(self, queue: str, state: TaskState, limit: int = 50, offset: int = 0,

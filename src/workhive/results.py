@@ -16,6 +16,7 @@ backend's :class:`~workhive.backend.SupportsResults` store, each write renewing 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -92,8 +93,9 @@ def result_keep(store_result: bool | None, result_ttl: float | None,
     if store_result is False:
         return None
     if result_ttl is not None:
-        if result_ttl <= 0:
-            raise ValidationError(f"result_ttl must be > 0 seconds, got {result_ttl!r}")
+        if not math.isfinite(result_ttl) or result_ttl <= 0:
+            raise ValidationError(
+                f"result_ttl must be a finite number of seconds > 0, got {result_ttl!r}")
         return result_ttl
     if store_result or (options is not None and options.store_result):
         declared = options.result_ttl if options is not None else None

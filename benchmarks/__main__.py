@@ -8,7 +8,11 @@ messages moved by a minimal hand-written loop on the same store (``raw_drain_per
 result reads as a ratio. Each task (in the worker and in the raw loop alike) does nothing, or
 with ``--work redis-incr`` one Redis ``INCR`` (:mod:`benchmarks._work`; the counter is checked
 to equal N). ``worker_cpu_us_per_task`` is the worker's CPU time per drained task, steadier
-than the rates on a busy host. ``--commandlog`` runs the command-log benchmark instead.
+than the rates on a busy host. For PostgreSQL also the producer's per-call rate:
+``enqueue_call_per_s`` (``Hive.enqueue`` of one task per call, one call at a time) beside
+``raw_enqueue_per_s`` (one bare autocommit ``INSERT`` per call, :mod:`benchmarks.raw_postgres`),
+run in alternating rounds, and their ratio ``enqueue_call_vs_raw``.
+``--commandlog`` runs the command-log benchmark instead.
 ``--scaling`` measures the drain rate with ``--processes`` worker processes (1, 2 and 4) per
 backend, clusters included (:mod:`benchmarks.scaling`).
 """
@@ -33,6 +37,8 @@ from benchmarks._app import make_hive, task_for
 from benchmarks._work import KEY_ENV, WORKS, check, counted, new_key, take_count
 
 ROOT = Path(__file__).resolve().parents[1]
+CALLS = 5_000  # per-call enqueues (PostgreSQL): at most this many, each one commit
+ROUNDS = 5
 
 
 def _worker(mode: str, url: str, prefix: str | None, env: dict[str, str], *extra: str) -> Any:
@@ -54,6 +60,31 @@ async def _fill(url: str, prefix: str | None, n: int, work: str) -> float:
     elapsed = time.perf_counter() - started
     await hive.close()
     return n / elapsed
+
+
+async def _enqueue_calls(url: str, raw_url: str, calls: int) -> tuple[float, float]:
+    """Per-call enqueue rates of workhive and of the bare INSERT loop, in alternating rounds so
+    a busy host's load falls on both alike. The tasks stay queued until the schema is wiped."""
+    from benchmarks.raw_postgres import RawEnqueue
+
+    hive = make_hive(url)
+    await hive.open()
+    raw = await RawEnqueue.open(raw_url)
+    per_round = max(calls // ROUNDS, 1)
+    ours = theirs = 0.0
+    try:
+        await hive.enqueue("bench:noop", {"i": -1})  # warm up: pool, prepared statements
+        await raw.run(100)
+        for _ in range(ROUNDS):
+            theirs += await raw.run(per_round)
+            started = time.perf_counter()
+            for i in range(per_round):
+                await hive.enqueue("bench:noop", {"i": i})
+            ours += time.perf_counter() - started
+    finally:
+        await raw.close()
+        await hive.close()
+    return per_round * ROUNDS / ours, per_round * ROUNDS / theirs
 
 
 async def _probe(url: str, prefix: str | None, count: int) -> None:
@@ -137,11 +168,16 @@ def run_backend(name: str, n: int, work: str = "noop") -> dict[str, Any]:
         else:
             raise SystemExit(f"unknown backend {name!r}")
         key = new_key()
+        per_call: dict[str, Any] = {}
         try:
             enqueue_rate = asyncio.run(_fill(url, prefix, n, work))
             drained = _worker("drain", url, prefix, {KEY_ENV: key}, "--n", str(n))
             counted(work, take_count(work, key), n)
             p50, p99 = _latency(url, prefix, tmp)
+            if name == "postgres":
+                ours, bare = asyncio.run(_enqueue_calls(url, base, min(n, CALLS)))
+                per_call = {"enqueue_call_per_s": round(ours), "raw_enqueue_per_s": round(bare),
+                            "enqueue_call_vs_raw": round(ours / bare, 3)}
         finally:
             if (prefix or name == "postgres") and name != "kafka":
                 asyncio.run(_wipe(url, prefix))
@@ -157,6 +193,7 @@ def run_backend(name: str, n: int, work: str = "noop") -> dict[str, Any]:
         "worker_cpu_us_per_task": round(drained["cpu_s"] / n * 1e6),
         "raw_drain_per_s": round(raw),
         "drain_vs_raw": round(drained["drain_per_s"] / raw, 3),
+        **per_call,
     }
 
 

@@ -6,6 +6,12 @@ then delete them by id, one statement each — the minimum a safe competing-cons
 No leases tokens, retries or priorities: it is the ceiling, not a competitor. With
 ``work="redis-incr"`` each claimed row is handled by one Redis ``INCR`` (a batch's rows
 concurrently) before the batch is deleted.
+
+``raw_enqueue_per_s`` is the producer's ceiling: one autocommit ``INSERT`` of one row per call,
+sequentially, on one connection, into a scratch table shaped like the backend's ``jobs`` (same
+columns and indexes, logged, so every call waits for its commit to reach the disk as an enqueue
+does). :class:`RawEnqueue` runs it in rounds, so a benchmark can alternate it with the backend's
+own per-call enqueue and both see the same load on a busy host.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from benchmarks._work import Work, counted
 
 BATCH = 100
 BODY = b"m" * 100
+#: the backend's ``jobs`` table and indexes (``workhive.backends.postgres.sql``), by hand
+JOBS = ("(seq bigserial PRIMARY KEY, id text NOT NULL, queue text NOT NULL, "
+        "priority integer NOT NULL DEFAULT 0, available_at float8 NOT NULL DEFAULT 0, "
+        "token bigint NOT NULL DEFAULT 0, unique_key text, body bytea NOT NULL)")
 
 
 async def _drain(url: str, n: int, work: str) -> float:
@@ -58,3 +68,54 @@ async def _drain(url: str, n: int, work: str) -> float:
 def raw_drain_per_s(url: str, n: int, work: str = "noop") -> float:
     """Messages per second moved by claim(SKIP LOCKED)+delete over a pre-filled table."""
     return asyncio.run(_drain(url, n, work))
+
+
+class RawEnqueue:
+    """A bare producer: one autocommit ``INSERT`` per call into a table shaped like ``jobs``."""
+
+    def __init__(self, con: asyncpg.Connection, table: str) -> None:
+        self._con = con
+        self._table = table
+        self._insert = (f"INSERT INTO {table} (id, queue, priority, available_at, body)"
+                        " VALUES ($1, $2, $3, $4, $5)")
+
+    @classmethod
+    async def open(cls, url: str) -> RawEnqueue:
+        con = await asyncpg.connect(url)
+        table = f"raw_enqueue_{uuid.uuid4().hex[:10]}"
+        try:
+            await con.execute(f"CREATE TABLE {table} {JOBS}")
+            await con.execute(f"CREATE INDEX ON {table} (queue, priority DESC, available_at, seq)")
+            await con.execute(f"CREATE UNIQUE INDEX ON {table} (unique_key)"
+                              " WHERE unique_key IS NOT NULL")
+        except BaseException:
+            await con.close()
+            raise
+        return cls(con, table)
+
+    async def run(self, calls: int) -> float:
+        """Insert ``calls`` rows, one statement each; the seconds it took."""
+        start = time.perf_counter()
+        for _ in range(calls):
+            await self._con.execute(self._insert, uuid.uuid4().hex, "default", 0, 0.0, BODY)
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        try:
+            await self._con.execute(f"DROP TABLE {self._table}")
+        finally:
+            await self._con.close()
+
+
+async def _enqueue(url: str, n: int) -> float:
+    raw = await RawEnqueue.open(url)
+    try:
+        await raw.run(min(n, 100))  # warm up: the prepared statement, the first pages
+        return n / await raw.run(n)
+    finally:
+        await raw.close()
+
+
+def raw_enqueue_per_s(url: str, n: int) -> float:
+    """Rows per second stored by one autocommit ``INSERT`` per call, one call at a time."""
+    return asyncio.run(_enqueue(url, n))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workhive._envelope import Envelope
 from workhive._task import Handler, TaskOptions
@@ -13,9 +13,32 @@ from workhive.errors import ValidationError
 if TYPE_CHECKING:
     import asyncio
 
-    from workhive._tracking import Tracker
-    from workhive.backend import EnqueueResult
-    from workhive.hive import Hive
+    from workhive.backend import Backend, EnqueueResult
+
+
+class TaskHive(Protocol):
+    """What a running task may use of its :class:`~workhive.hive.Hive`.
+
+    A protocol rather than the class so this module (below the hive, the worker and every
+    middleware) imports none of them; any ``Hive`` satisfies it.
+    """
+
+    backend: Backend
+
+    async def enqueue(
+        self, name: str, payload: Any = None, *args: Any, **options: Any
+    ) -> EnqueueResult: ...
+
+    async def publish(
+        self, event: str, payload: Any = None, *args: Any, **options: Any
+    ) -> int | None: ...
+
+
+class ProgressSink(Protocol):
+    """Where :meth:`TaskContext.progress` reports (the worker's tracker, which records
+    results and progress); a protocol so this module does not import the tracker above it."""
+
+    async def progress(self, ctx: TaskContext, fraction: float, message: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -31,13 +54,13 @@ class TaskContext:
     delivery: Delivery
     handler: Handler
     options: TaskOptions
-    hive: Hive
+    hive: TaskHive
     payload: Any = None
     state: dict[str, Any] = field(default_factory=dict)
     cancelled: bool = False
     progress_fraction: float | None = None
     progress_message: str = ""
-    tracker: Tracker | None = field(default=None, repr=False)
+    tracker: ProgressSink | None = field(default=None, repr=False)
     runner: asyncio.Task[Any] | None = field(default=None, repr=False)
 
     @property

@@ -9,6 +9,10 @@ handler call to :meth:`Tracker.execute` and each settlement to :meth:`Tracker.fi
   which running ids are flagged (:class:`~workhive.backend.SupportsCancel`). An async handler
   is cancelled; a sync one (a thread Python cannot stop) sees ``ctx.cancelled`` turn true. Either
   way the attempt ends as :class:`~workhive.errors.Cancelled`: acknowledged, never retried.
+  A broker cannot delete a waiting task, so its cancel only flags it
+  (:class:`CancelsOnArrival`): there, each fetched batch is checked against the flags in one
+  call (:meth:`Tracker.screen`) and a flagged task is settled the same way, unrun. Backends
+  that delete waiting tasks themselves skip that call.
 * **Progress** (``ctx.progress``) goes to the record and to the worker's heartbeat, so
   ``workhive status`` shows it for every task, asked-for results or not.
 """
@@ -21,19 +25,55 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
 
 from workhive._context import TaskContext
 from workhive._envelope import Envelope
 from workhive._validate import payload as plain_value
-from workhive.backend import Backend, Capability, Settlement, SupportsCancel, SupportsResults
+from workhive.backend import (
+    Backend,
+    Capability,
+    Delivery,
+    Settlement,
+    SupportsCancel,
+    SupportsResults,
+)
 from workhive.errors import Cancelled, Reject, Retry, WorkhiveError
 from workhive.results import RESULT_HEADER, TaskStatus, encode_status
 
 logger = logging.getLogger(__name__)
 
 _TRACEBACK_LIMIT = 8000
+_NONE: frozenset[str] = frozenset()
+
+
+@runtime_checkable
+class CancelsOnArrival(Protocol):
+    """A backend whose cancel cannot delete a waiting task, only flag it: a broker transport
+    with its cancel flags in a coordination store
+    (:class:`~workhive.backends.composite.Composite`). When ``cancel_on_arrival`` is true the
+    worker checks every fetched batch against the flags before running it."""
+
+    cancel_on_arrival: bool
+
+
+class _Id(msgspec.Struct):
+    """The one field :meth:`Tracker.screen` reads of a message (the rest is skipped)."""
+
+    id: str
+
+
+_id_decoder = msgspec.msgpack.Decoder(_Id)
+
+
+def _id_of(body: bytes) -> str | None:
+    try:
+        return _id_decoder.decode(body).id
+    except Exception:  # malformed: the worker dead-letters it when it decodes it in full
+        return None
 
 
 def result_ttl(env: Envelope) -> float | None:
@@ -53,11 +93,15 @@ class Tracker:
         self.backend = backend
         self.poll = poll
         self.running: dict[str, TaskContext] = {}
+        self.started: dict[str, float] = {}  # task id -> when its handler started (unix s)
         self._values: dict[str, Any] = {}
         self._results = (backend if isinstance(backend, SupportsResults)
                          and backend.features.has(Capability.RESULTS) else None)
         self._cancel = (backend if isinstance(backend, SupportsCancel)
                         and backend.features.has(Capability.CANCEL) else None)
+        #: check each fetched batch against the cancel flags (see :meth:`screen`)
+        self.screens = self._cancel is not None and isinstance(backend, CancelsOnArrival) \
+            and backend.cancel_on_arrival is True
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -71,6 +115,7 @@ class Tracker:
         """
         ctx.tracker = self
         self.running[ctx.id] = ctx
+        self.started[ctx.id] = time.time()
         keep = RESULT_HEADER in ctx.envelope.headers
         try:
             if keep:
@@ -94,6 +139,7 @@ class Tracker:
                 self._values[ctx.id] = value
         finally:
             self.running.pop(ctx.id, None)
+            self.started.pop(ctx.id, None)
 
     async def progress(self, ctx: TaskContext, fraction: float, message: str) -> None:
         await self._write(ctx.envelope, "running", progress=fraction, message=message)
@@ -144,6 +190,33 @@ class Tracker:
         except Exception as exc:  # a result store hiccup must not fail the task itself
             logger.error("could not store the %s state of task %s: %s", state, env.id, exc)
 
+    # -- fetched batches (backends that cancel on arrival) -------------------------------
+
+    async def screen(self, deliveries: Sequence[Delivery]) -> frozenset[str]:
+        """The ids among ``deliveries`` flagged as cancelled while they waited: one call for
+        the batch. The worker settles those as cancelled without running them (:meth:`drop`).
+        When the flags cannot be read, every task runs, and a flagged one is still stopped by
+        the running-task poll (:meth:`watch`)."""
+        if self._cancel is None or not deliveries:
+            return _NONE
+        ids = [task_id for d in deliveries if (task_id := _id_of(d.body)) is not None]
+        if not ids:
+            return _NONE
+        try:
+            return frozenset(await self._cancel.cancelled(ids))
+        except Exception as exc:
+            logger.warning("could not read cancel requests for %d fetched task(s); running "
+                           "them: %s", len(ids), exc)
+            return _NONE
+
+    @staticmethod
+    def drop(env: Envelope, queue: str) -> Cancelled:
+        """The outcome of a task cancelled while it waited: settled as cancelled, unrun."""
+        logger.info("Dropped %s %s (%s) from queue %s: cancelled while it waited", env.kind,
+                    env.name, env.id, queue, extra={"task_id": env.id, "task": env.name,
+                                                    "queue": queue})
+        return Cancelled("cancelled before it started")
+
     # -- background -------------------------------------------------------------------------
 
     async def watch(self) -> None:
@@ -172,6 +245,14 @@ class Tracker:
         contexts = running if running is not None else list(self.running.values())
         return {c.id: [c.name, c.progress_fraction, c.progress_message] for c in contexts
                 if c.progress_fraction is not None}
+
+    def running_tasks(self, limit: int = 100) -> dict[str, list[Any]]:
+        """The running tasks for the heartbeat, oldest first (at most ``limit``, so a worker
+        with thousands of slots keeps its heartbeat small): id -> [name, queue, started_at].
+        Dashboards show which worker runs a task, and for how long, from it."""
+        oldest = sorted(self.started.items(), key=lambda item: item[1])[:limit]
+        return {task_id: [ctx.name, ctx.delivery.queue, at] for task_id, at in oldest
+                if (ctx := self.running.get(task_id)) is not None}
 
 
 def _cause(error: BaseException | None) -> BaseException | None:

@@ -393,9 +393,10 @@ SUGGESTIONS: dict[Capability, str] = {
                         "this one a coordination store that keeps results: Hive(..., "
                         "coordination='redis://...', 'postgresql://...' or "
                         "'sqlite:///coordination.db'), or worker.coordination in workhive.yaml",
-    Capability.CANCEL: "use the 'sqlite', 'redis', 'postgres' or 'memory' backend, which can "
-                       "delete a "
-                       "waiting task and tell its worker to stop a running one",
+    Capability.CANCEL: "use the 'sqlite', 'redis', 'postgres' or 'memory' backend, or give "
+                       "this one a coordination store that keeps cancel flags: Hive(..., "
+                       "coordination='redis://...', 'postgresql://...' or "
+                       "'sqlite:///coordination.db'), or worker.coordination in workhive.yaml",
 }
 _COORDINATION_HINT = ("give it a coordination store: Hive(..., coordination='redis://...', "
                       "'nats://...' or 'sqlite:///coordination.db'), or worker.coordination in "

@@ -3,8 +3,8 @@
 Why a protocol of its own: queue *counts* (:class:`~workhive.backend.SupportsStats`) are cheap
 on every broker, but listing messages is not (a Kafka topic or a RabbitMQ queue cannot be
 read without consuming it). Backends that store tasks in a table or a hash can list them:
-memory, SQLite and Redis implement :class:`SupportsBrowse`; the dashboard says so on the page for
-the others. Deleting a waiting task (or flagging a running one) is
+memory, SQLite, Redis and PostgreSQL implement :class:`SupportsBrowse`; the dashboard says so
+on the page for the others. Deleting a waiting task (or flagging a running one) is
 :class:`~workhive.backend.SupportsCancel`; browsing only adds "run a delayed task now".
 """
 

@@ -52,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 BACKENDS_AVAILABLE = ("sqlite", "redis", "redis-pubsub", "postgres", "rabbitmq", "nats", "kafka",
                       "memory", "noop")
-BACKENDS_PLANNED: tuple[str, ...] = ()
 #: other names for a backend (seed-style configs say ``asynq``, ``disable``, ``redpanda``)
 BACKEND_ALIASES = {"asynq": "redis", "disable": "noop", "disabled": "noop", "redpanda": "kafka",
                    "amqp": "rabbitmq"}
@@ -146,7 +145,7 @@ class HiveConfig(_Strict):
         return _locate(self.origins, self.source, path)
 
     def backend_url(self) -> str:
-        """The URL of the configured backend; a planned-but-absent backend is a clear error."""
+        """The URL of the configured backend; an unknown name is refused, naming the known."""
         return self._url_of(self.worker.backend, "worker.backend")
 
     def backend_label(self, running: str) -> str:
@@ -192,9 +191,8 @@ class HiveConfig(_Strict):
         }
         if name in urls:
             return urls[name]
-        state = "is not available in this version" if name in BACKENDS_PLANNED else "is unknown"
         file, shown = self.where(key)
-        raise ConfigError(f"{file}: {shown} {redact_url(name)!r} {state} "
+        raise ConfigError(f"{file}: {shown} {redact_url(name)!r} is unknown "
                           f"(available: {', '.join(BACKENDS_AVAILABLE)}; also asynq, redpanda, "
                           "disable)")
 

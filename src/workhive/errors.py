@@ -4,13 +4,14 @@
 
     WorkhiveError
     ├── ConfigError                 bad workhive.yaml / env / arguments (names key and file)
+    │   └── CapabilityError         the backend cannot do what was configured or asked
+    │                               (delay on redis-pubsub, results without a store...)
     ├── RegistryError               duplicate or unknown task / subscriber / cron job
     │   └── UnknownTaskError
     ├── SerializationError          a payload that cannot be encoded, bytes that are not an envelope
     ├── ValidationError             an enqueue option or payload the API refuses (names which)
     ├── BackendError                anything a broker or store did wrong
-    │   ├── BackendUnavailable      cannot reach the broker (enqueue while Redis is down...)
-    │   └── CapabilityError         the backend lacks what was asked (delay on redis-pubsub...)
+    │   └── BackendUnavailable      cannot reach the broker (enqueue while Redis is down...)
     └── TaskError                   raised around a handler failure
         ├── TaskTimeout             the attempt ran past the task's timeout
         ├── TaskFailed              a task's stored result is a failure (remote type, traceback)
@@ -58,8 +59,12 @@ class BackendUnavailable(BackendError):
     """The broker cannot be reached. Nothing was written; it is safe to retry the call."""
 
 
-class CapabilityError(BackendError):
-    """The backend does not support what was asked; the message says which backend can."""
+class CapabilityError(ConfigError):
+    """The backend does not support what was asked; the message says which backend can.
+
+    A refusal of the set-up, not a broker failure: nothing was sent and retrying cannot help,
+    so it is a :class:`ConfigError`, and ``except BackendError`` (meant for outages) does not
+    swallow it."""
 
 
 class TaskError(WorkhiveError):

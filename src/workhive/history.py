@@ -111,7 +111,7 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
 
 @runtime_checkable
 class SupportsHistory(Protocol):
-    """A backend that keeps task history (memory, SQLite, Redis)."""
+    """A backend that keeps task history (memory, SQLite, Redis, PostgreSQL)."""
 
     async def record_history(self, buckets: Sequence[Bucket]) -> None:
         """Add these buckets to the stored ones with the same ``(minute, queue, task)``."""

@@ -23,6 +23,7 @@ from workhive._task import (
     ordering_key_of,
     validate_payload,
 )
+from workhive._worker_hive import Service
 from workhive.backend import (
     Backend,
     Capability,
@@ -40,7 +41,7 @@ from workhive.results import RESULT_HEADER, ResultHandle, cancel_task, result_ke
 
 if TYPE_CHECKING:
     from workhive.sync import SyncProducer
-    from workhive.worker import Service, Worker
+    from workhive.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -441,7 +442,9 @@ class Hive:
 
     async def cancel(self, task_id: str) -> bool:
         """Cancel a task: True when it was waiting (pending or delayed) and is now deleted;
-        False when it was flagged, and the worker running it stops it (see
+        False when it was flagged: the worker running it stops it, and on a broker (RabbitMQ,
+        Kafka, NATS with a coordination store), which cannot delete a waiting message, a task
+        that still waits is dropped when a worker receives it (see
         :func:`workhive.results.cancel_task`). Refused unless the backend declares
         ``Capability.CANCEL``."""
         return await cancel_task(self, task_id)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from workhive._cron import next_tick
 from workhive._envelope import Envelope, decode
 from workhive.backend import (
     Backend,
@@ -27,7 +28,6 @@ from workhive.backend import (
 from workhive.browse import STATES, QueuedTask, SupportsBrowse, TaskState, browser_of
 from workhive.errors import CapabilityError, SerializationError, WorkhiveError
 from workhive.hive import Hive
-from workhive.scheduler.cron import next_tick
 
 _PAGE = 500
 #: a search reads at most this many tasks or dead letters (it decodes each one)
@@ -232,8 +232,8 @@ class Inspector:
         store = browser_of(self.hive.backend)
         if store is None:
             raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot list the tasks "
-                                  "of a queue (memory, sqlite and redis can); its counts are on "
-                                  "the overview")
+                                  "of a queue (memory, sqlite, redis and postgres can); its "
+                                  "counts are on the overview")
         return store
 
     async def tasks(self, queue: str, state: TaskState, limit: int = 50, offset: int = 0,

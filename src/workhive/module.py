@@ -199,7 +199,7 @@ class Module:
         each tick enqueues once. With ``publish`` the function is called at the tick and its
         return value is published as that event.
         """
-        from workhive.scheduler.cron import validate_schedule
+        from workhive._cron import validate_schedule
 
         validate_schedule(schedule)
 

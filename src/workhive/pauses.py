@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 @runtime_checkable
 class SupportsPause(Protocol):
-    """A backend that can pause queues (memory, SQLite, Redis)."""
+    """A backend that can pause queues (memory, SQLite, Redis, PostgreSQL)."""
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause (``True``) or resume (``False``) ``queue``; idempotent."""

@@ -19,11 +19,11 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import msgspec
 
-from workhive.backend import Capability, SupportsCancel, SupportsResults, require
+from workhive.backend import Backend, Capability, SupportsCancel, SupportsResults, require
 from workhive.errors import (
     CapabilityError,
     ResultTimeout,
@@ -35,9 +35,18 @@ from workhive.errors import (
 
 if TYPE_CHECKING:
     from workhive._task import TaskOptions
-    from workhive.hive import Hive
 
 R = TypeVar("R")
+
+
+class ResultsHive(Protocol):
+    """What reading a result or cancelling a task uses of a :class:`~workhive.hive.Hive`: its
+    backend, opened on demand. A protocol, so the worker's result tracker (which imports this
+    module) does not reach the hive that builds workers."""
+
+    backend: Backend
+
+    async def open(self) -> None: ...
 
 #: envelope header asking the worker to keep the result; its value is the ttl in seconds
 RESULT_HEADER = "workhive-result-ttl"
@@ -103,7 +112,7 @@ def result_keep(store_result: bool | None, result_ttl: float | None,
     return None
 
 
-def results_of(hive: Hive, what: str) -> SupportsResults:
+def results_of(hive: ResultsHive, what: str) -> SupportsResults:
     """The hive's result store, or a :class:`CapabilityError` that says how to get one."""
     backend = hive.backend
     require(backend, Capability.RESULTS, what)
@@ -113,7 +122,7 @@ def results_of(hive: Hive, what: str) -> SupportsResults:
     return backend
 
 
-def cancel_of(hive: Hive, what: str) -> SupportsCancel:
+def cancel_of(hive: ResultsHive, what: str) -> SupportsCancel:
     backend = hive.backend
     require(backend, Capability.CANCEL, what)
     if not isinstance(backend, SupportsCancel):
@@ -122,17 +131,21 @@ def cancel_of(hive: Hive, what: str) -> SupportsCancel:
     return backend
 
 
-async def read_status(hive: Hive, task_id: str) -> TaskStatus:
+async def read_status(hive: ResultsHive, task_id: str) -> TaskStatus:
     """The task's record (state ``pending`` when there is none)."""
     await hive.open()
     data = await results_of(hive, f"status of task {task_id}").get_result(task_id)
     return TaskStatus(id=task_id) if data is None else decode_status(data)
 
 
-async def cancel_task(hive: Hive, task_id: str) -> bool:
+async def cancel_task(hive: ResultsHive, task_id: str) -> bool:
     """Cancel ``task_id``: True when it was still waiting and is now deleted; False when it
     was flagged for the worker that runs (or will run) it. Where results are kept, a deleted
-    task's record says ``cancelled`` at once."""
+    task's record says ``cancelled`` at once; a flagged one's when its worker stops it.
+
+    A broker (RabbitMQ, Kafka, NATS) cannot delete one waiting message: with a coordination
+    store that keeps cancel flags, every cancel is a flag (False), and a task that still waits
+    is dropped unrun when a worker receives it."""
     await hive.open()
     deleted = await cancel_of(hive, f"cancel task {task_id}").cancel(task_id, CANCEL_TTL)
     backend = hive.backend
@@ -150,7 +163,7 @@ class ResultHandle(Generic[R]):
 
     __slots__ = ("_convert", "duplicate", "hive", "id")
 
-    def __init__(self, hive: Hive, task_id: str, *, duplicate: bool = False,
+    def __init__(self, hive: ResultsHive, task_id: str, *, duplicate: bool = False,
                  convert: Callable[[Any], Any] | None = None) -> None:
         self.hive = hive
         self.id = task_id

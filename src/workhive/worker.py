@@ -11,8 +11,9 @@
   ``lease`` seconds;
 * **cron** and **heartbeat** loops, and any extra *services* (command-log workers);
 * **cancel watcher** (:mod:`workhive._tracking`): polls the backend's cancel flags of running
-  tasks every ``cancel_poll`` s; the tracker also records results and progress for messages
-  that ask for them.
+  tasks every ``cancel_poll`` s (where a cancel only flags a waiting task, as on a broker, the
+  consumer also checks each fetched batch and drops the flagged ones unrun); the tracker also
+  records results and progress for messages that ask for them.
 
 Acknowledgement happens only after the handler returned (at-least-once). A handler exception, a
 malformed message, an unknown task or an invalid payload settles that one message (retry or
@@ -35,7 +36,7 @@ import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from workhive._context import TaskContext
 from workhive._envelope import Envelope, decode, new_id
@@ -43,6 +44,7 @@ from workhive._outcome import settlement_for
 from workhive._settler import Settler
 from workhive._task import Handler, TaskOptions, validate_payload
 from workhive._tracking import Tracker
+from workhive._worker_hive import Service, WorkerHive
 from workhive.backend import (
     Delivery,
     Settlement,
@@ -65,19 +67,7 @@ from workhive.history import HistoryRecorder
 from workhive.middleware import CallNext, Metrics, PrometheusMetrics, build_chain
 from workhive.pauses import PauseWatch
 
-if TYPE_CHECKING:
-    from workhive.hive import Hive
-
 logger = logging.getLogger(__name__)
-
-
-
-class Service(Protocol):
-    """Something that runs beside the task consumer (e.g. a command-log ``App``)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self, timeout: float) -> None: ...
 
 
 class Worker:
@@ -86,7 +76,7 @@ class Worker:
 
     def __init__(
         self,
-        hive: Hive,
+        hive: WorkerHive,
         *,
         queues: Sequence[str] | None = None,
         concurrency: int | None = None,
@@ -112,6 +102,13 @@ class Worker:
         self.services = [*hive.services, *services]
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
         self.processed = 0
+        #: seconds between heartbeats (what dashboards and ``workhive status`` see is this old)
+        self.heartbeat_interval = 5.0
+        #: cron job -> [tick, fired_at, outcome] of the last tick this worker fired, carried by
+        #: the heartbeat so every dashboard shows each job's last fire
+        self.cron_fired: dict[str, list[Any]] = {}
+        #: cron job -> [tick, settled_at, action] of the last run of its task (or event) here
+        self.cron_runs: dict[str, list[Any]] = {}
         self._threads = threads or min(32, self.concurrency)
         # fetch in half-batches: the next fetch runs in the backend while this one is handled
         self._batch = max(1, self.concurrency // 2)
@@ -174,7 +171,8 @@ class Worker:
         if self.cron_enabled:
             from workhive.scheduler.loop import run_cron
 
-            background.append(asyncio.create_task(run_cron(self.hive, self._stopping)))
+            background.append(asyncio.create_task(run_cron(self.hive, self._stopping,
+                                                           self.cron_fired)))
         settler = asyncio.create_task(self._settler.run(), name="workhive-settler")
         try:
             await self._consume(until_idle, wait_delayed)
@@ -239,8 +237,10 @@ class Worker:
                 await self._sleep_unless_stopping(delay)
                 continue
             self._unsettled += len(deliveries)
+            # a broker's cancel only flags a waiting task: one look at the flags per batch
+            dropped = await self._tracker.screen(deliveries) if self._tracker.screens else None
             for delivery in deliveries:
-                task = asyncio.create_task(self._process(delivery))
+                task = asyncio.create_task(self._process(delivery, dropped))
                 self._inflight[task] = delivery
                 task.add_done_callback(self._on_done)
             if until_idle and not deliveries and await self._idle(wait_delayed):
@@ -293,7 +293,7 @@ class Worker:
 
     # -- one message --------------------------------------------------------------------
 
-    async def _process(self, delivery: Delivery) -> None:
+    async def _process(self, delivery: Delivery, dropped: frozenset[str] | None = None) -> None:
         started = time.time()
         try:
             env = decode(delivery.body)
@@ -303,7 +303,9 @@ class Worker:
             return
         outcome: BaseException | None = None
         route = self._route(env, delivery.queue)
-        if route is None:
+        if dropped and env.id in dropped:  # cancelled while it waited (Tracker.screen)
+            outcome = self._tracker.drop(env, delivery.queue)
+        elif route is None:
             outcome = Reject(self._unknown_reason(env, delivery.queue))
             self._dead_before_handler(delivery, env, outcome.reason)
         else:
@@ -329,6 +331,9 @@ class Worker:
         if isinstance(outcome, Retry) and outcome.count:  # run_until_idle waits for it
             self._retry_due = max(self._retry_due, settlement.eta)
         self._history.observe(delivery.queue, env, settlement.action, started)
+        if "cron" in env.headers:  # a cron job's run: how it ended goes in the heartbeat
+            self.cron_runs[env.headers["cron"]] = [env.headers.get("cron_tick", ""),
+                                                   time.time(), settlement.action]
         self._settle(settlement)
 
     def _dead_before_handler(self, delivery: Delivery, env: Envelope | None, reason: str) -> None:
@@ -414,12 +419,14 @@ class Worker:
             info = WorkerInfo(self.id, socket.gethostname(), os.getpid(), self.queues,
                               self.concurrency, started, time.time(),
                               {"processed": self.processed, "in_flight": len(self._inflight),
-                               "progress": self._tracker.snapshot()})
+                               "progress": self._tracker.snapshot(),
+                               "running": self._tracker.running_tasks(),
+                               "cron": self.cron_fired, "cron_runs": self.cron_runs})
             try:
                 await self.backend.heartbeat(info, ttl=15.0)
             except Exception as exc:
                 logger.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(self.heartbeat_interval)
 
     async def _forget(self) -> None:
         if isinstance(self.backend, SupportsInspect):

@@ -13,11 +13,11 @@ from workhive.commandlog import (
     AppContext,
     Command,
     CommandWorker,
+    LogWorkerInfo,
     Message,
     MessageLog,
     WorkerContext,
     WorkerError,
-    WorkerInfo,
     WorkerStartError,
 )
 
@@ -62,7 +62,7 @@ async def test_100_workers_x_50_command_types_start_process_and_stop(log: Messag
 
 
 class Stubborn:
-    """A hand-written Worker whose work() ignores cancellation of the stop signal."""
+    """A hand-written LogWorker whose work() ignores cancellation of the stop signal."""
 
     def __init__(self) -> None:
         self.started = self.stopped = False
@@ -78,8 +78,8 @@ class Stubborn:
     async def stop(self, ctx: AppContext) -> None:
         self.stopped = True
 
-    def info(self) -> WorkerInfo:
-        return WorkerInfo("stubborn", "", self.started, 0, 0, 0, 0, [], [])
+    def info(self) -> LogWorkerInfo:
+        return LogWorkerInfo("stubborn", "", self.started, 0, 0, 0, 0, [], [])
 
 
 async def test_stop_reports_workers_that_did_not_stop(log: MessageLog) -> None:

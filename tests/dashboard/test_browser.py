@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests._services import free_port, in_ci
-from workhive import Hive, Module
+from workhive import Hive, Module, TaskContext
 from workhive.cli._dashboard import LOOPBACK
 from workhive.dashboard import create_app
 from workhive.worker import Worker
@@ -55,6 +55,21 @@ async def flaky(p: dict[str, int]) -> None:
         raise RuntimeError("the ledger is locked")
 
 
+#: browser:export runs until the test sets this (on the stack's loop)
+release = asyncio.Event()
+
+
+@app_module.task("browser:export", queue="exports")
+async def export(p: dict[str, int], ctx: TaskContext) -> None:
+    await ctx.progress(0.4, "exported 400 rows")
+    await release.wait()
+
+
+@app_module.cron("* * * * * *", name="browser:tick", queue="clock")
+async def tick() -> None:
+    return None
+
+
 def _chromium() -> str:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         reason = (f"no Chromium at {CHROMIUM} (apt-get install chromium, or set "
@@ -81,6 +96,7 @@ class Stack:
         self.loop = asyncio.new_event_loop()
         self.producer = self._hive()
         self.worker = Worker(self._hive(), concurrency=4, poll_interval=0.1)
+        self.worker.heartbeat_interval = 0.2  # running tasks show within a refresh
         self._thread = threading.Thread(target=self._run, daemon=True)
         import uvicorn
 
@@ -196,6 +212,8 @@ def test_overview_counts_and_chart_follow_the_worker(stack: Stack, page: Any) ->
     page.wait_for_function(
         "n => +document.querySelector('div[data-chart=throughput]').dataset.total >= n",
         arg=before + 5)
+    # the cron job's runs count in the chart too: wait for the five themselves
+    cell(page, "fast", PROCESSED).filter(has_text="5").wait_for()
     assert cell(page, "fast", PROCESSED).inner_text() == "5"
     shot(page, "overview")
 
@@ -264,4 +282,40 @@ def test_tasks_and_cron_pages(stack: Stack, page: Any) -> None:
     page.wait_for_selector('div[data-chart="latency"] canvas')
     shot(page, "tasks")
     page.goto(stack.base + "/cron")
+    page.locator('table[data-rows="jobs"] td:has-text("enqueued browser:tick as")').wait_for()
+    page.locator('table[data-rows="jobs"] td:text-is("succeeded")').wait_for()  # it ran
     shot(page, "cron")
+
+
+def test_a_running_task_shows_its_worker_and_progress(stack: Stack, page: Any) -> None:
+    stack.enqueue("browser:export", 1)
+    page.goto(stack.base + "/workers")
+    row = page.locator('table[data-rows="running"] tr:has(td:text-is("browser:export"))')
+    row.locator("progress").wait_for()
+    assert "40%" in row.inner_text() and "exported 400 rows" in row.inner_text()
+    shot(page, "workers-running")
+    row.locator("a").click()  # the task's own page
+    page.wait_for_selector("td:text-is('running for')")
+    assert "exported 400 rows" in page.inner_text("main")
+    shot(page, "task-running")
+    stack.loop.call_soon_threadsafe(release.set)
+    page.goto(stack.base + "/workers")
+    page.wait_for_selector("td:text-is('No task is running.')")
+
+
+def test_bulk_purge_of_selected_dead_letters(stack: Stack, page: Any) -> None:
+    broken["flaky"] = True
+    stack.enqueue("browser:flaky", 2)
+    page.goto(stack.base + "/queues/default?state=dead")
+    boxes = page.locator('table[data-rows="tasks"] input[name=id]')
+    boxes.nth(1).wait_for()
+    page.wait_for_selector('div[data-chart="throughput"] canvas')  # the queue's own chart
+    page.check("input[data-select-all]")
+    page.evaluate("document.getElementById('live-status').textContent = ''")
+    page.wait_for_function("() => /updated/.test(document.getElementById('live-status')"
+                           ".textContent)")  # a refresh keeps what is ticked
+    assert boxes.nth(0).is_checked() and boxes.nth(1).is_checked()
+    shot(page, "queue-bulk")
+    page.click("button:text-is('Purge selected')")
+    page.wait_for_selector("text=Purged 2 dead letter(s).")
+    page.wait_for_selector("td:text-is(\"No dead letters in queue 'default'.\")")

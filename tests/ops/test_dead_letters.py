@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from workhive import Hive, Module
-from workhive.middleware import LogMiddleware
+from workhive.middleware import Logs
 from workhive.middleware.prometheus import MALFORMED_TASK, PrometheusMetrics
 from workhive.testing import run_until_idle
 
@@ -40,7 +40,7 @@ async def test_dead_before_handler_is_logged_and_counted(
 
     registry = CollectorRegistry()
     hive = Hive(url)
-    assert isinstance(hive.middleware[0], LogMiddleware)
+    assert isinstance(hive.middleware[0], Logs)
     hive.middleware.insert(1, PrometheusMetrics(registry))
     hive.include(m)
 

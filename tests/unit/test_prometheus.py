@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.faults.app import faults
 from workhive import Hive, Module, Reject, Retry, Skip, TaskContext
 from workhive.errors import ConfigError
-from workhive.middleware import LogMiddleware
+from workhive.middleware import Logs
 from workhive.middleware.prometheus import OUTCOMES, PrometheusMetrics, start_metrics_server
 from workhive.testing import run_until_idle
 
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def hive_with(prom: PrometheusMetrics, *modules: Module) -> Hive:
     """A memory hive with ``prom`` where ``--metrics-port`` puts it: right after the logs."""
     hive = Hive("memory://")
-    assert isinstance(hive.middleware[0], LogMiddleware)
+    assert isinstance(hive.middleware[0], Logs)
     hive.middleware.insert(1, prom)
     for module in modules:
         hive.include(module)

@@ -13,9 +13,13 @@ keeps it twice under one id, which the store stores once).
 
 Task results (:attr:`Capability.RESULTS`) live in the coordination store when the transport
 cannot keep them and the store can (Redis, SQLite, PostgreSQL): ``Hive("amqp://...",
-coordination="redis://...")`` then offers ``store_result=True``. Cancellation
-(:attr:`Capability.CANCEL`) needs the transport to delete a waiting message, so a composite
-offers it only when its transport does.
+coordination="redis://...")`` then offers ``store_result=True``.
+
+Cancellation (:attr:`Capability.CANCEL`) comes from the transport when it can delete a waiting
+message, else from the store (Redis, SQLite, PostgreSQL): a broker cannot take one message out
+of a queue, so the store keeps a cancel flag instead, and :attr:`Composite.cancel_on_arrival`
+tells the worker to check each fetched batch against the flags (one call per batch) and drop
+the flagged ones unrun. A running task is stopped as on any backend, from the same flags.
 """
 
 from __future__ import annotations
@@ -54,11 +58,18 @@ logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_TTL = 86_400.0  # the window the built-in stores keep idempotency keys
 _PAGE = 500
+#: what a store may do for a transport: the coordination capabilities, and cancel flags
+_DELEGABLE = COORDINATION | {Capability.CANCEL}
 
 
 class Composite:
     """``transport`` for messages; ``coordination`` for the coordination capabilities the
-    transport does not declare."""
+    transport does not declare.
+
+    ``cancel_on_arrival``: cancel is the store's, which cannot delete a message the transport
+    holds; a cancelled task is flagged, and the worker drops it when it receives it (read
+    through :class:`workhive._tracking.CancelsOnArrival`, never by class).
+    """
 
     def __init__(self, transport: Backend, coordination: Backend) -> None:
         if not isinstance(coordination, Coordination):
@@ -68,11 +79,13 @@ class Composite:
         self.transport = transport
         self.coordination = coordination
         own = transport.features.capabilities
-        self.delegated = (COORDINATION - own) & coordination.features.capabilities
+        self.delegated = (_DELEGABLE - own) & coordination.features.capabilities
+        self.cancel_on_arrival = Capability.CANCEL in self.delegated
         self.name = transport.name
         caps = own | self.delegated
         self.features: Features = dataclasses.replace(
-            transport.features, capabilities=caps, results=Capability.RESULTS in caps)
+            transport.features, capabilities=caps, results=Capability.RESULTS in caps,
+            cancel=Capability.CANCEL in caps)
         if not self.delegated:
             logger.info("the %s backend coordinates itself; the %s coordination store is unused",
                         transport.name, coordination.name)
@@ -219,12 +232,18 @@ class Composite:
         return await self._results().get_result(task_id)
 
     def _cancel(self) -> SupportsCancel:
-        if not isinstance(self.transport, SupportsCancel) or \
-                not self.transport.features.has(Capability.CANCEL):
-            raise CapabilityError(f"the {self.transport.name!r} backend cannot cancel tasks")
-        return self.transport
+        store = self.coordination if self.cancel_on_arrival else self.transport
+        if not isinstance(store, SupportsCancel) or not store.features.has(Capability.CANCEL):
+            raise CapabilityError(
+                f"neither the {self.transport.name!r} backend nor its "
+                f"{self.coordination.name!r} coordination store can cancel tasks; use "
+                "coordination='redis://...', 'postgresql://...' or 'sqlite:///coordination.db'")
+        return store
 
     async def cancel(self, task_id: str, ttl: float) -> bool:
+        """The transport's cancel, or (``cancel_on_arrival``) a flag in the store: the store
+        holds none of the transport's messages, so it deletes nothing, flags ``task_id`` for
+        ``ttl`` seconds and returns False; the worker drops the task when it receives it."""
         return await self._cancel().cancel(task_id, ttl)
 
     async def cancelled(self, task_ids: Sequence[str]) -> set[str]:

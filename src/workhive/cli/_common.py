@@ -49,10 +49,6 @@ def console() -> Console:
     return out
 
 
-def err_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
-
-
 def report_error(exc: BaseException, *, verbose: bool) -> None:
     """One red line naming the problem; the full traceback only when asked for.
 

@@ -31,7 +31,7 @@ from workhive._health import (
     tick_forever,
 )
 from workhive.cli._common import CliError
-from workhive.middleware.logs import LogMiddleware
+from workhive.middleware.logs import Logs
 from workhive.middleware.prometheus import PrometheusMetrics, WorkerMetrics, metrics_app
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class Endpoints:
 def add_prometheus(hive: Hive) -> PrometheusMetrics:
     """The hive's :class:`PrometheusMetrics`, added to its chain when it has none.
 
-    The layer goes right after ``LogMiddleware`` (outermost when there is none): outside
+    The layer goes right after ``Logs`` (outermost when there is none): outside
     ``Retries``, so it counts what the worker will do with each message rather than the raw
     exception. An app that already put one in its own chain keeps it, and its registry is the
     one served.
@@ -133,6 +133,6 @@ def add_prometheus(hive: Hive) -> PrometheusMetrics:
     if existing is None:
         existing = PrometheusMetrics()
         first_log = next((i for i, m in enumerate(hive.middleware)
-                          if isinstance(m, LogMiddleware)), -1)
+                          if isinstance(m, Logs)), -1)
         hive.middleware.insert(first_log + 1, existing)
     return existing

@@ -11,7 +11,7 @@ finds it. A traceback follows on the next lines.
      "queue": "default", "attempt": 2, "exception": "Traceback (most recent call last): ..."}
 
 ``time``, ``level``, ``logger`` and ``message`` are always there; every field a caller passed in
-``extra=`` (the task fields :class:`~workhive.middleware.logs.LogMiddleware` adds, or an app's
+``extra=`` (the task fields :class:`~workhive.middleware.logs.Logs` adds, or an app's
 own) follows, and ``exception`` holds the formatted traceback when there is one. A value JSON
 cannot carry is written as its ``str()``.
 """

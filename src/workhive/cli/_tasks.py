@@ -1,10 +1,11 @@
 """``workhive cancel ID...`` and ``workhive result ID``: act on one enqueued task by its id.
 
 ``cancel`` deletes a task still waiting (pending or delayed) or tells the worker running it to
-stop; ``result`` shows the record a task keeps when it asked for its result (``store_result``):
-its state, progress, value or failure. Both go through the same hive calls as the Python API
-(:meth:`Hive.cancel`, :meth:`Hive.handle`), so a backend without the capability is refused the
-same way, with the setting that fixes it.
+stop; on a broker, which cannot delete a waiting message, it flags the task and the worker that
+receives it drops it. ``result`` shows the record a task keeps when it asked for its result
+(``store_result``): its state, progress, value or failure. Both go through the same hive
+calls as the Python API (:meth:`Hive.cancel`, :meth:`Hive.handle`), so a backend without the
+capability is refused the same way, with the setting that fixes it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 
 import click
 
+from workhive._tracking import CancelsOnArrival
 from workhive.cli._app import HiveSpec, sqlite_must_exist
 from workhive.cli._common import VERBOSE_KEY, console, hive_options, run, set_verbose
 from workhive.results import TaskStatus
@@ -32,7 +34,8 @@ def cancel_command(
     config: str | None,
     verbose: bool,
 ) -> None:
-    """Cancel tasks by ID: a waiting one is deleted, a running one is told to stop."""
+    """Cancel tasks by ID: a waiting one is deleted (on a broker: flagged, and dropped when a
+    worker receives it), a running one is told to stop."""
     set_verbose(ctx, verbose)
     hive = HiveSpec(app, backend, config).build()
     sqlite_must_exist(hive)
@@ -44,11 +47,16 @@ def cancel_command(
             await hive.close()
 
     outcomes = run(go())
+    on_arrival = isinstance(hive.backend, CancelsOnArrival) and hive.backend.cancel_on_arrival
     for task_id, deleted in zip(task_ids, outcomes, strict=True):
         if as_json:
             click.echo(json.dumps({"id": task_id, "deleted": deleted}))
         elif deleted:
             console().print(f"Cancelled {task_id}: it was waiting and is deleted")
+        elif on_arrival:  # a broker: a waiting message cannot be taken out of its queue
+            console().print(f"Cancel requested for {task_id}, flagged: it will be dropped when "
+                            "a worker receives it, or stopped if it is running (nothing happens "
+                            "if it already finished)")
         else:
             console().print(f"Cancel requested for {task_id}: the worker running it stops it "
                             "(nothing happens if it already finished)")

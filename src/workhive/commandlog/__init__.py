@@ -21,7 +21,7 @@ from workhive.commandlog._errors import (
 from workhive.commandlog._executor import Executor
 from workhive.commandlog._log import MessageLog, Transaction
 from workhive.commandlog._message import Message
-from workhive.commandlog._worker import CommandWorker, FailedMessage, Worker, WorkerInfo
+from workhive.commandlog._worker import CommandWorker, FailedMessage, LogWorker, LogWorkerInfo
 
 __all__ = [
     "App",
@@ -32,15 +32,15 @@ __all__ = [
     "CommandWorker",
     "Executor",
     "FailedMessage",
+    "LogWorker",
+    "LogWorkerInfo",
     "Message",
     "MessageLog",
     "ReplayError",
     "Transaction",
     "UnknownCommandError",
-    "Worker",
     "WorkerContext",
     "WorkerError",
-    "WorkerInfo",
     "WorkerStartError",
     "open_log",
 ]

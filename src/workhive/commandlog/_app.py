@@ -21,7 +21,7 @@ from workhive.commandlog._context import AppContext
 from workhive.commandlog._errors import WorkerError, WorkerStartError
 from workhive.commandlog._executor import Executor
 from workhive.commandlog._log import MessageLog
-from workhive.commandlog._worker import Worker, WorkerInfo
+from workhive.commandlog._worker import LogWorker, LogWorkerInfo
 from workhive.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -104,17 +104,17 @@ class App:
         self.log = log
         self.executor = executor if executor is not None else Executor(log)
         self.tick = tick
-        self._workers: list[Worker] = []
+        self._workers: list[LogWorker] = []
         self._names: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._ctx: AppContext | None = None
         self._stop: asyncio.Future[None] | None = None
 
     @property
-    def workers(self) -> list[Worker]:
+    def workers(self) -> list[LogWorker]:
         return list(self._workers)
 
-    def register_worker(self, worker: Worker) -> None:
+    def register_worker(self, worker: LogWorker) -> None:
         """Add a worker; names must be unique (they key the checkpoints)."""
         name = worker.info().name
         if name in self._names:
@@ -125,7 +125,7 @@ class App:
         self._workers.append(worker)
         logger.info("registered worker %r", name, extra={"worker": name})
 
-    def info(self) -> list[WorkerInfo]:
+    def info(self) -> list[LogWorkerInfo]:
         return [w.info() for w in self._workers]
 
     async def start_workers(self) -> None:
@@ -157,7 +157,7 @@ class App:
             self._tasks[name] = asyncio.create_task(self._run(w, ctx), name=f"worker:{name}")
         logger.info("started %d worker(s)", len(self._workers))
 
-    async def _run(self, worker: Worker, ctx: AppContext) -> None:
+    async def _run(self, worker: LogWorker, ctx: AppContext) -> None:
         assert self._stop is not None
         stop = self._stop
         name = worker.info().name

@@ -28,7 +28,7 @@ S = TypeVar("S")
 
 @dataclass
 class AppContext:
-    """Dependencies the App hands to ``Worker.start`` / ``Worker.stop``."""
+    """Dependencies the App hands to ``LogWorker.start`` / ``LogWorker.stop``."""
 
     log: MessageLog
     executor: Executor

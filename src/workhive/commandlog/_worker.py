@@ -1,4 +1,4 @@
-"""The Worker protocol and CommandWorker, "50-100 workers without boilerplate".
+"""The LogWorker protocol and CommandWorker, "50-100 workers without boilerplate".
 
 Lifecycle (driven by :class:`~workhive.commandlog.App`):
 
@@ -54,7 +54,7 @@ class FailedMessage(msgspec.Struct, frozen=True):
     replaying: bool = False
 
 
-class WorkerInfo(msgspec.Struct, frozen=True):
+class LogWorkerInfo(msgspec.Struct, frozen=True):
     """A snapshot for ``workhive workers``, dashboards and tests."""
 
     name: str
@@ -69,7 +69,7 @@ class WorkerInfo(msgspec.Struct, frozen=True):
 
 
 @runtime_checkable
-class Worker(Protocol):
+class LogWorker(Protocol):
     """What the App runs: anything with this lifecycle, not only CommandWorker."""
 
     async def start(self, ctx: AppContext) -> None: ...
@@ -78,7 +78,7 @@ class Worker(Protocol):
 
     async def stop(self, ctx: AppContext) -> None: ...
 
-    def info(self) -> WorkerInfo: ...
+    def info(self) -> LogWorkerInfo: ...
 
 
 class _Route:
@@ -214,8 +214,8 @@ class CommandWorker(Generic[S]):
         self._running = False
         logger.info("worker %r stopped at %d", self.name, self._last, extra={"worker": self.name})
 
-    def info(self) -> WorkerInfo:
-        return WorkerInfo(
+    def info(self) -> LogWorkerInfo:
+        return LogWorkerInfo(
             name=self.name,
             description=self.description,
             running=self._running,

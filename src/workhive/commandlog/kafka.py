@@ -289,10 +289,16 @@ class KafkaMessageLog:
             tailer = Tailer(self.settings, self.tp, self._watcher)
             try:
                 await tailer.start(end)
-            except DRIVER_ERRORS as exc:
+            except BaseException as exc:  # failed, or cancelled (a worker stopped meanwhile)
+                with contextlib.suppress(*DRIVER_ERRORS):
+                    await tailer.stop()  # an unstopped consumer warns when it is collected
+                if isinstance(exc, DRIVER_ERRORS):
+                    raise self.settings.error(exc, f"tail {self.topic}") from None
+                raise
+            if self._producer is None:  # closed while the tailer started: nobody will stop it
                 with contextlib.suppress(*DRIVER_ERRORS):
                     await tailer.stop()
-                raise self.settings.error(exc, f"tail {self.topic}") from None
+                return
             self._tailer = tailer
 
     # -- checkpoints -----------------------------------------------------------------------

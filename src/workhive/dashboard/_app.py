@@ -5,16 +5,21 @@ Routes (HTML pages and the ``/api`` JSON they are rendered from)::
     GET  /                  /api/queues, /api/workers      queues with rates; charts; workers
                             /api/history?range=&queue=&task=  chart series (1h, 6h, 1d)
     GET  /tasks?range=&task= /api/tasks?range=             per-task counts and latency
-    GET  /workers           /api/workers                    workers, uptime, lost ones
-    GET  /queues/{q}?state=&q=&offset=  /api/queues/{q}/tasks?... one queue's tasks by state
-    GET  /queues/{q}/tasks/{id}         /api/queues/{q}/tasks/{id} payload, headers, attempts
+    GET  /workers           /api/workers                    workers, uptime, lost ones, and
+                                                            running tasks with their progress
+    GET  /queues/{q}?state=&q=&offset=  /api/queues/{q}/tasks?... one queue's tasks by state,
+                                                            and its charts
+    GET  /queues/{q}/tasks/{id}         /api/queues/{q}/tasks/{id} payload, headers, attempts,
+                                        its worker and progress, its result record
     POST /queues/{q}/tasks/{id}/delete|run-now  (and under /api)
+    POST /queues/{q}/tasks/delete-selected      (and under /api) form ``id``s or JSON ``ids``
     GET  /dead              /api/dead?queue=&q=&limit=&offset= dead letters (q: search)
     GET  /dead/{id}         /api/dead/{id}                  payload, error, every attempt
-    GET  /cron              /api/cron                       cron jobs and their next fire
+    GET  /cron              /api/cron                       cron jobs, next and last fire
     GET  /registrations     /api/registrations              tasks, subscribers, cron, flags
     POST /dead/{id}/replay|purge    /api/dead/{id}/replay|purge
     POST /dead/replay-all|purge-all /api/dead/replay-all|purge-all  (form/query ``queue``)
+    POST /dead/replay-selected|purge-selected  (and under /api) form ``id``s or JSON ``ids``
     POST /queues/{q}/pause|resume   /api/queues/{q}/pause|resume
     POST /cron/{job}/trigger        /api/cron/{job}/trigger
     GET|POST /login, POST /logout   (only with a token, see :mod:`._auth`)
@@ -49,11 +54,17 @@ from starlette.staticfiles import StaticFiles
 from workhive.dashboard import _pages as pages
 from workhive.dashboard._assets import SECURITY_HEADERS
 from workhive.dashboard._auth import COOKIE, TokenAuth, safe_next, session_value, token_matches
-from workhive.dashboard._board import RANGES, Board
+from workhive.dashboard._board import RANGES, Board, status_json
 from workhive.dashboard._html import Safe
 from workhive.errors import BackendUnavailable, CapabilityError, WorkhiveError
 from workhive.hive import Hive
-from workhive.inspector import DeadLetterNotFound, TaskNotFound, dead_letter_json, task_json
+from workhive.inspector import (
+    DeadLetterNotFound,
+    TaskNotFound,
+    TaskView,
+    dead_letter_json,
+    task_json,
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 STATIC = Path(__file__).parent / "static"
@@ -98,6 +109,51 @@ async def _form_field(request: Request, name: str) -> str | None:
         return None
     values = parse_qs((await request.body()).decode("utf-8", "replace")).get(name)
     return values[0] if values else None
+
+
+#: the most ids one bulk action takes (a page of the task browser is at most 500 rows)
+MAX_SELECTED = 1000
+
+
+async def _selected_ids(request: Request) -> list[str]:
+    """The ids a bulk action was given: form fields ``id`` (the pages' checkboxes) or a JSON
+    body ``{"ids": [...]}`` (scripts); 400 when there are none, too many or not strings."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise HTTPException(400, "the body is not valid JSON") from None
+        ids = body.get("ids") if isinstance(body, dict) else None
+    else:
+        ids = parse_qs((await request.body()).decode("utf-8", "replace")).get("id")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        raise HTTPException(400, "select at least one item: send form fields id=... or JSON "
+                                 '{"ids": ["..."]}')
+    if len(ids) > MAX_SELECTED:
+        raise HTTPException(400, f"at most {MAX_SELECTED} items at once, not {len(ids)}")
+    return list(dict.fromkeys(ids))
+
+
+#: what a bulk action did, as the page it returns to says it: query parameter -> sentence
+NOTICES = {"replayed": "Replayed {n} dead letter(s).", "purged": "Purged {n} dead letter(s).",
+           "deleted": "Deleted {n} task(s).",
+           "cancelling": "Asked the workers to cancel {n} running task(s)."}
+
+
+def _notice(request: Request) -> str:
+    """The sentences for the :data:`NOTICES` in the query (no cancel request: not said)."""
+    said = []
+    for key, text in NOTICES.items():
+        count = _int(request, key, -1, -1, 10**9)
+        if count > 0 or (count == 0 and key != "cancelling"):
+            said.append(text.format(n=count))
+    return " ".join(said)
+
+
+def _back(target: str | None, default: str, **counts: int) -> str:
+    """The page a bulk action returns to (a local path only), with what it did appended."""
+    path = safe_next(target) if target else default
+    return path + ("&" if "?" in path else "?") + urlencode(counts)
 
 
 class _Dashboard:
@@ -189,23 +245,48 @@ class _Dashboard:
                      if s.queue == queue), None)
         counts = ({"ready": stat.ready, "delayed": stat.delayed, "in_flight": stat.in_flight,
                    "dead": stat.dead} if stat is not None else {})
-        body = pages.queue_page(data, counts, can_browse=can_browse, read_only=self.read_only,
-                                backend=self.board.hive.backend.name)
+        history = await self.board.history(self._range(request), queue=queue)
+        body = pages.queue_page(data, counts, history, can_browse=can_browse,
+                                read_only=self.read_only, backend=self.board.hive.backend.name,
+                                can_cancel=self.board.can_cancel(), notice=_notice(request))
         return self.page(request, f"Queue {queue}", body)
 
     async def api_queue_tasks(self, request: Request) -> Response:
         return _JSON(await self._queue_tasks(request))
 
+    async def _task_data(self, request: Request) -> tuple[TaskView | None, dict[str, Any]]:
+        """The stored task with what its worker reports (``running``) and its result record
+        (``status``); a task gone from the queue whose record is kept comes back without a
+        view (``state`` "finished"), else :class:`TaskNotFound` answers 404."""
+        queue, task_id = request.path_params["queue"], request.path_params["task_id"]
+        try:
+            view = await self.board.task(queue, task_id)
+        except TaskNotFound:
+            status = await self.board.status(task_id)
+            if status is None:
+                raise
+            return None, {"id": task_id, "queue": queue, "state": "finished",
+                          "status": status_json(status)}
+        data = task_json(view, full=True)
+        data["running"] = ((await self.board.running()).get(task_id)
+                           if data["state"] == "in_flight" else None)
+        status = await self.board.status(task_id)
+        data["status"] = status_json(status) if status is not None else None
+        return view, data
+
     async def task(self, request: Request) -> Response:
-        view = await self.board.task(request.path_params["queue"], request.path_params["task_id"])
-        body = pages.task_detail(view, task_json(view, full=True), read_only=self.read_only,
+        view, data = await self._task_data(request)
+        if view is None:
+            return self.page(request, f"Task {data['id']}",
+                             pages.finished_task(data["queue"], data["id"], data["status"]))
+        body = pages.task_detail(view, data, read_only=self.read_only,
                                  can_cancel=self.board.can_cancel(),
-                                 all_frames=request.query_params.get("frames") == "all")
+                                 all_frames=request.query_params.get("frames") == "all",
+                                 running=data["running"], status=data["status"])
         return self.page(request, f"Task {view.id}", body)
 
     async def api_task(self, request: Request) -> Response:
-        view = await self.board.task(request.path_params["queue"], request.path_params["task_id"])
-        return _JSON(task_json(view, full=True))
+        return _JSON((await self._task_data(request))[1])
 
     def task_action(self, verb: str) -> Endpoint:
         """A POST endpoint that deletes (or cancels a running) task, or runs a delayed one now."""
@@ -286,12 +367,12 @@ class _Dashboard:
     async def cron(self, request: Request) -> Response:
         notice = (f"Triggered {request.query_params['triggered']!r}."
                   if "triggered" in request.query_params else "")
-        return self.page(request, "Cron jobs", pages.cron(self.board.cron(), has_app=self.has_app,
-                                                          read_only=self.read_only,
-                                                          notice=notice))
+        body = pages.cron(await self.board.cron(), has_app=self.has_app,
+                          read_only=self.read_only, notice=notice)
+        return self.page(request, "Cron jobs", body)
 
     async def api_cron(self, request: Request) -> Response:
-        return _JSON(self.board.cron())
+        return _JSON(await self.board.cron())
 
     async def registrations(self, request: Request) -> Response:
         rows = self.board.registrations()["registrations"]
@@ -322,6 +403,37 @@ class _Dashboard:
             return RedirectResponse(f"/dead?{done}={count}", status_code=303)
 
         return endpoint
+
+    def dead_selected(self, verb: str) -> Endpoint:
+        """A POST endpoint that replays or purges the selected dead letters."""
+
+        async def endpoint(request: Request) -> Response:
+            refused = self.refused(request, "replay and purge")
+            if refused is not None:
+                return refused
+            ids = await _selected_ids(request)
+            count = await self.board.replay_or_purge_ids(verb, ids)
+            done = "replayed" if verb == "replay" else "purged"
+            if _is_api(request):
+                return _JSON({done: count})
+            return RedirectResponse(_back(await _form_field(request, "back"), "/dead",
+                                          **{done: count}), status_code=303)
+
+        return endpoint
+
+    async def tasks_delete_selected(self, request: Request) -> Response:
+        """Delete the selected waiting tasks of a queue, or cancel the running ones."""
+        refused = self.refused(request, "changing tasks")
+        if refused is not None:
+            return refused
+        queue = request.path_params["queue"]
+        counts = await self.board.delete_tasks(queue, await _selected_ids(request))
+        if _is_api(request):
+            return _JSON(counts)
+        default = f"/queues/{quote(queue, safe='')}"
+        return RedirectResponse(_back(await _form_field(request, "back"), default,
+                                      deleted=counts["deleted"],
+                                      cancelling=counts["cancel_requested"]), status_code=303)
 
     def pause(self, paused: bool) -> Endpoint:
         """A POST endpoint that pauses (or resumes) the queue in the path."""
@@ -435,6 +547,13 @@ def create_app(hive: Hive, read_only: bool = False, *,
         Route("/tasks", d.tasks, methods=get),
         Route("/workers", d.workers, methods=get),
         Route("/queues/{queue}", d.queue, methods=get),
+        Route("/queues/{queue}/tasks/delete-selected", d.tasks_delete_selected, methods=post),
+        Route("/api/queues/{queue}/tasks/delete-selected", d.tasks_delete_selected,
+              methods=post),
+        Route("/dead/replay-selected", d.dead_selected("replay"), methods=post),
+        Route("/dead/purge-selected", d.dead_selected("purge"), methods=post),
+        Route("/api/dead/replay-selected", d.dead_selected("replay"), methods=post),
+        Route("/api/dead/purge-selected", d.dead_selected("purge"), methods=post),
         Route("/queues/{queue}/tasks/{task_id}", d.task, methods=get),
         Route("/queues/{queue}/tasks/{task_id}/delete", d.task_action("delete"), methods=post),
         Route("/queues/{queue}/tasks/{task_id}/run-now", d.task_action("run-now"),

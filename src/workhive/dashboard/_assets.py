@@ -49,6 +49,7 @@ header form.inline button{font-size:12px}
 nav.tabs{margin:.4em 0 .8em}nav.tabs a{margin-right:1.2em;text-decoration:none;color:#3d4b66}
 nav.tabs a.on{font-weight:700;color:#1d2330;border-bottom:2px solid #ffc94d}
 form.search input{font:inherit;padding:.2em .4em;min-width:22em}.pager a{margin-left:.8em}
+progress{width:8em;vertical-align:middle}form.bulk{margin:.4em 0}td.pick{width:1.5em}
 """
 
 JS = """
@@ -60,7 +61,8 @@ JS = """
     secs: function (v) { return dur(v); },
     ms: function (v) { return v < 1000 ? Math.round(v) + " ms" : dur(v / 1000, true); },
     list: function (v) { return v.join(","); },
-    time: function (v) { return new Date(v * 1000).toLocaleString(); }
+    time: function (v) { return new Date(v * 1000).toLocaleString(); },
+    bar: function (v) { return Math.round(v * 100) + "%"; }
   };
   function dur(seconds, precise) {
     if (precise && seconds < 60) { return seconds.toFixed(1) + "s"; }
@@ -129,15 +131,35 @@ JS = """
   }
   function fill(table, rows) {
     var cols = JSON.parse(table.dataset.cols), body = document.createElement("tbody");
+    var select = table.dataset.select, ticked = {};
+    if (select) {
+      table.querySelectorAll("tbody input[name=id]:checked").forEach(function (box) {
+        ticked[box.value] = true;
+      });
+    }
     rows.forEach(function (row) {
-      var tr = document.createElement("tr");
+      var tr = document.createElement("tr"), pick, box;
       if (table.dataset.bad && row[table.dataset.bad] > 0) { tr.className = "bad"; }
+      if (select) {
+        pick = document.createElement("td"); box = document.createElement("input");
+        pick.className = "pick"; box.type = "checkbox"; box.name = "id";
+        box.value = row.id; box.checked = !!ticked[row.id];
+        box.setAttribute("form", select); box.setAttribute("aria-label", "select");
+        pick.appendChild(box); tr.appendChild(pick);
+      }
       cols.forEach(function (col) {
-        var td = document.createElement("td"), t = text(row[col[0]], col[1]), a;
+        var td = document.createElement("td"), t = text(row[col[0]], col[1]), a, bar;
+        var href = !col[2] ? "" : col[2].charAt(0) === "@" ? row[col[2].slice(1)] || ""
+          : col[2] + encodeURIComponent(row[col[0]]);
         if (col[1] === "reason") { td.className = "reason"; }
-        if (col[2]) {
+        if (col[1] === "bar" && t) {
+          bar = document.createElement("progress");
+          bar.max = 1; bar.value = row[col[0]];
+          td.appendChild(bar);
+          td.appendChild(document.createTextNode(" " + t));
+        } else if (href) {
           a = document.createElement("a");
-          a.href = col[2] + encodeURIComponent(row[col[0]]);
+          a.href = href;
           a.textContent = t;
           td.appendChild(a);
         } else { td.textContent = t; }
@@ -147,7 +169,8 @@ JS = """
     });
     if (!rows.length) {
       var tr = document.createElement("tr"), td = document.createElement("td");
-      td.colSpan = cols.length; td.className = "empty"; td.textContent = table.dataset.empty;
+      td.colSpan = cols.length + (select ? 1 : 0); td.className = "empty";
+      td.textContent = table.dataset.empty;
       tr.appendChild(td); body.appendChild(tr);
     }
     table.replaceChild(body, table.tBodies[0]);
@@ -177,6 +200,12 @@ JS = """
   setTimeout(loop, REFRESH_MS);
   document.addEventListener("change", function (event) {
     var el = event.target;
+    if (el.hasAttribute && el.hasAttribute("data-select-all")) {
+      el.closest("table").querySelectorAll("tbody input[name=id]").forEach(function (box) {
+        box.checked = el.checked;
+      });
+      return;
+    }
     if (!el.dataset || !el.dataset.historyFilter) { return; }
     if (el.name === "range") {
       document.querySelectorAll("table[data-live]").forEach(function (t) {
@@ -186,7 +215,8 @@ JS = """
     drawCharts();
   });
   document.addEventListener("submit", function (event) {
-    var question = event.target.dataset.confirm;
+    var question = (event.submitter && event.submitter.dataset.confirm) ||
+      event.target.dataset.confirm;
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });
 }());

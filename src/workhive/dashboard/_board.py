@@ -14,8 +14,11 @@ import time
 from collections import defaultdict
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import quote
 
-from workhive.backend import Capability, SupportsCancel, has
+import msgspec
+
+from workhive.backend import Capability, SupportsCancel, WorkerInfo, has
 from workhive.browse import STATES, TaskState, browser_of
 from workhive.errors import CapabilityError
 from workhive.history import Bucket, history_of, summarize
@@ -25,12 +28,14 @@ from workhive.inspector import (
     Inspector,
     QueueRate,
     Snapshot,
+    TaskNotFound,
     TaskView,
     dead_letter_json,
     dead_letters_of,
     task_json,
 )
 from workhive.pauses import pauses_of
+from workhive.results import TaskStatus, read_status
 from workhive.scheduler.loop import fire
 
 #: chart ranges: name -> (seconds shown, seconds per point)
@@ -94,7 +99,8 @@ class Board:
 
     async def workers(self) -> dict[str, Any]:
         """Live workers with the heartbeat's age, uptime and the counters the worker reports;
-        ``lost`` when the last heartbeat is older than :data:`STALE_AFTER` seconds."""
+        ``lost`` when the last heartbeat is older than :data:`STALE_AFTER` seconds. Also
+        ``running``: the tasks they run, with running time and progress (:func:`running_tasks`)."""
         snap = await self.inspector.snapshot()
         workers = []
         for w in snap.workers:
@@ -108,7 +114,20 @@ class Board:
             row["lost"] = 1 if age > STALE_AFTER else 0
             row["state"] = "lost (no heartbeat)" if age > STALE_AFTER else "alive"
             workers.append(row)
-        return {"backend": snap.backend, "taken_at": snap.taken_at, "workers": workers}
+        return {"backend": snap.backend, "taken_at": snap.taken_at, "workers": workers,
+                "running": running_tasks(snap)}
+
+    async def running(self) -> dict[str, dict[str, Any]]:
+        """Running tasks by id, as the workers' last heartbeats report them."""
+        return {r["id"]: r for r in running_tasks(await self.inspector.snapshot())}
+
+    async def status(self, task_id: str) -> TaskStatus | None:
+        """The task's result record (state, progress, value or error), or None when the
+        backend keeps no results or the task did not ask for one (or it expired)."""
+        if not has(self.hive.backend, Capability.RESULTS):
+            return None
+        record = await read_status(self.hive, task_id)
+        return None if record.state == "pending" else record
 
     async def dead_letters(self, queue: str | None, limit: int,
                            offset: int) -> list[DeadLetterView]:
@@ -132,12 +151,37 @@ class Board:
         await self.hive.open()
         return await dead.purge_dead(ids, queue)
 
-    def cron(self, now: float | None = None) -> dict[str, Any]:
-        """Cron jobs with their next fire time (declared in code: empty without ``--app``)."""
+    async def replay_or_purge_ids(self, verb: str, ids: list[str]) -> int:
+        """Replay (``verb`` "replay") or purge these dead letters; how many there were."""
+        dead = dead_letters_of(self.hive.backend, f"{verb}ing dead letters")
+        await self.hive.open()
+        if verb == "replay":
+            return await dead.replay_dead(ids, None)
+        return await dead.purge_dead(ids, None)
+
+    async def cron(self, now: float | None = None) -> dict[str, Any]:
+        """Cron jobs with their next fire time (declared in code: empty without ``--app``)
+        and their last fire: the latest tick any live worker's heartbeat says it fired
+        (``extra["cron"]``: job -> [tick, fired_at, outcome]), with that worker and outcome."""
         at = time.time() if now is None else now
-        jobs = [{"job": j.name, "schedule": j.schedule, "next_fire": j.next_fire,
-                 "next_in_s": round(max(j.next_fire - at, 0.0), 1), "target": j.target}
-                for j in self.inspector.cron_jobs(at)]
+        crons = self.inspector.cron_jobs(at)
+        workers = (await self.inspector.snapshot()).workers if crons else []
+        last = _latest(workers, "cron")
+        runs = _latest(workers, "cron_runs")
+        jobs = []
+        for j in crons:
+            tick, fired_at, outcome, worker = last.get(j.name, (None, None, "", ""))
+            _, run_at, action, _ = runs.get(j.name, (None, None, "", ""))
+            jobs.append({"job": j.name, "schedule": j.schedule, "next_fire": j.next_fire,
+                         "next_in_s": round(max(j.next_fire - at, 0.0), 1), "target": j.target,
+                         "last_fire": tick,
+                         "last_ago_s": (round(max(at - tick, 0.0), 1) if tick is not None
+                                        else None),
+                         "last_fired_at": fired_at, "last_outcome": outcome,
+                         "last_worker": worker, "last_run": RUN_OUTCOMES.get(action, action),
+                         "last_run_at": run_at,
+                         "failed": int(outcome.startswith("failed") or action in ("retry",
+                                                                                  "dead"))})
         return {"now": at, "jobs": jobs}
 
     def registrations(self) -> dict[str, Any]:
@@ -169,6 +213,12 @@ class Board:
             tasks, total = await self.inspector.tasks(queue, _state(state), limit, offset,
                                                       search)
             rows = [task_json(t, full=False) for t in tasks]
+            if state == "in_flight":  # who runs each, for how long, how far it got
+                running = await self.running()
+                for row in rows:
+                    now = running.get(row["id"], {})
+                    row.update({k: now.get(k) for k in ("worker", "started_at", "running_s",
+                                                        "progress", "message")})
         return {"queue": queue, "state": state, "search": search, "offset": offset,
                 "limit": limit, "total": total, "tasks": rows}
 
@@ -182,6 +232,19 @@ class Board:
             raise CapabilityError(f"the {backend.name!r} backend cannot delete or cancel tasks")
         await self.task(queue, task_id)  # 404 for a task of another queue, or gone
         return await backend.cancel(task_id, 3_600.0)
+
+    async def delete_tasks(self, queue: str, ids: list[str]) -> dict[str, int]:
+        """Delete the waiting tasks among ``ids`` and ask the workers running the others to
+        stop them; ids no longer in the queue (finished meanwhile) are counted apart."""
+        counts = {"deleted": 0, "cancel_requested": 0, "not_found": 0}
+        for task_id in ids:
+            try:
+                deleted = await self.delete_task(queue, task_id)
+            except TaskNotFound:
+                counts["not_found"] += 1
+                continue
+            counts["deleted" if deleted else "cancel_requested"] += 1
+        return counts
 
     async def run_now(self, queue: str, task_id: str) -> bool:
         """Make a delayed task ready now (False when it is not delayed any more)."""
@@ -205,7 +268,7 @@ class Board:
         store = pauses_of(self.hive.backend)
         if store is None:
             raise CapabilityError(f"the {self.hive.backend.name!r} backend cannot pause queues "
-                                  "(sqlite, redis and memory can)")
+                                  "(memory, sqlite, redis and postgres can)")
         await self.hive.open()
         await store.set_paused(queue, paused)
 
@@ -263,7 +326,7 @@ class Board:
         out.update(series)
         out["total"] = sum(series["succeeded"]) + sum(series["failed"])
         out["queues"] = sorted({b.queue for b in buckets or []})
-        out["tasks"] = sorted({b.task for b in buckets or []})
+        out["tasks"] = sorted({b.task for b in buckets or [] if not queue or b.queue == queue})
         return out
 
     async def task_breakdown(self, range_name: str) -> dict[str, Any]:
@@ -282,6 +345,68 @@ class Board:
         return {"range": range_name, "available": buckets is not None, "tasks": rows}
 
 
+#: how a cron job's last run ended (the settlement of its task), in words
+RUN_OUTCOMES = {"ack": "succeeded", "retry": "failed, will retry", "dead": "failed (dead letter)",
+                "release": "returned to the queue (worker stopped)"}
+
+
+def _latest(workers: list[WorkerInfo], key: str) -> dict[str, tuple[float, float, str, str]]:
+    """Per cron job, the newest entry (by its second field, a time) of ``extra[key]`` across
+    the workers' heartbeats: ``job -> [tick, at, what]``, returned with the worker's id."""
+    out: dict[str, tuple[float, float, str, str]] = {}
+    for w in workers:
+        entries = w.extra.get(key)
+        for job, entry in (entries.items() if isinstance(entries, dict) else ()):
+            if not (isinstance(entry, list | tuple) and len(entry) == 3
+                    and isinstance(entry[1], int | float)):
+                continue
+            tick = float(entry[0]) if isinstance(entry[0], int | float) else 0.0
+            if job not in out or entry[1] > out[job][1]:
+                out[job] = (tick, float(entry[1]), str(entry[2]), w.id)
+    return out
+
+
+def status_json(record: TaskStatus) -> dict[str, Any]:
+    """A result record as plain JSON (the value is plain already: the worker checked it)."""
+    data: dict[str, Any] = msgspec.to_builtins(record)
+    return data
+
+
+def running_tasks(snap: Snapshot) -> list[dict[str, Any]]:
+    """Every running task the workers' heartbeats carry (``extra["running"]``: id -> [name,
+    queue, started_at], and ``extra["progress"]``: id -> [name, fraction, message]), with its
+    worker, running time and progress; a task that reported progress but is missing from
+    ``running`` (a worker of an older version) is listed without a start time."""
+    rows = []
+    for w in snap.workers:
+        running = w.extra.get("running")
+        progress = w.extra.get("progress")
+        running = running if isinstance(running, dict) else {}
+        progress = progress if isinstance(progress, dict) else {}
+        for task_id in [*running, *(t for t in progress if t not in running)]:
+            entry = running.get(task_id)
+            name, queue, started = (entry if isinstance(entry, list | tuple) and len(entry) == 3
+                                    else (None, None, None))
+            reported = progress.get(task_id)
+            fraction, message = None, ""
+            if isinstance(reported, list | tuple) and len(reported) == 3:
+                name = name or reported[0]
+                fraction, message = reported[1], reported[2]
+            started = started if isinstance(started, int | float) else None
+            rows.append({
+                "id": str(task_id), "name": name, "queue": queue, "worker": w.id,
+                "started_at": started,
+                "running_s": (round(max(snap.taken_at - started, 0.0), 1)
+                              if started is not None else None),
+                "progress": fraction if isinstance(fraction, int | float) else None,
+                "message": str(message),
+                "href": (f"/queues/{quote(str(queue), safe='')}/tasks/"
+                         f"{quote(str(task_id), safe='')}" if queue else None),
+            })
+    rows.sort(key=lambda r: (r["worker"], r["started_at"] or 0.0))
+    return rows
+
+
 def _state(name: str) -> TaskState:
     for state in STATES:
         if state == name:
@@ -289,4 +414,4 @@ def _state(name: str) -> TaskState:
     raise ValueError(f"state must be ready, delayed, in_flight or dead, not {name!r}")
 
 
-__all__ = ["RANGES", "Board", "RateTracker"]
+__all__ = ["RANGES", "Board", "RateTracker", "running_tasks", "status_json"]

@@ -18,7 +18,8 @@ from workhive.dashboard._html import Safe, esc, fmt, join, link, table, when
 from workhive.inspector import DeadLetterView, TaskView
 
 #: (JSON key, column title, format, link prefix): format is "", rate, ago, secs, ms, list,
-#: time or reason; both this module and the refresh script understand them.
+#: time, reason or bar (a fraction as a progress bar); both this module and the refresh
+#: script understand them. A link prefix ``@field`` links to the row's own ``field`` (a URL).
 Col = tuple[str, str, str, str]
 
 QUEUE_COLS: list[Col] = [
@@ -47,10 +48,18 @@ DEAD_COLS: list[Col] = [
     ("attempts", "attempts", "", ""), ("failed_at", "failed at", "time", ""),
     ("reason", "reason", "reason", ""),
 ]
+RUNNING_COLS: list[Col] = [
+    ("id", "task id", "", "@href"), ("name", "task", "", ""), ("queue", "queue", "", ""),
+    ("worker", "worker", "", ""), ("running_s", "running for", "secs", ""),
+    ("progress", "progress", "bar", ""), ("message", "message", "", ""),
+]
 CRON_COLS: list[Col] = [
     ("job", "job", "", ""), ("schedule", "schedule", "", ""),
     ("next_fire", "next fire", "time", ""), ("next_in_s", "in", "secs", ""),
-    ("target", "target", "", ""),
+    ("target", "target", "", ""), ("last_fire", "last fire", "time", ""),
+    ("last_ago_s", "ago", "secs", ""), ("last_outcome", "fired", "reason", ""),
+    ("last_worker", "fired by", "", ""), ("last_run", "last run", "", ""),
+    ("last_run_at", "ended", "time", ""),
 ]
 NAV = [("/", "Overview"), ("/tasks", "Tasks"), ("/workers", "Workers"),
        ("/dead", "Dead letters"), ("/cron", "Cron"), ("/registrations", "Registrations")]
@@ -72,6 +81,8 @@ def value(v: Any, kind: str) -> str:
         return ",".join(str(x) for x in v)
     if kind == "time":
         return when(v)
+    if kind == "bar":
+        return f"{v:.0%}"
     return str(v)
 
 
@@ -103,22 +114,59 @@ def _cell(row: dict[str, Any], col: Col) -> Safe:
     if kind == "time" and not prefix:
         return timestamp(row.get(key))
     text = value(row.get(key), kind)
+    if kind == "bar" and row.get(key) is not None:
+        return progress_bar(row[key])
+    if prefix.startswith("@"):
+        href = row.get(prefix[1:])
+        return link(str(href), text) if href else esc(text)
     if prefix:
         return link(prefix + quote(str(row.get(key, "")), safe=""), text)
     return esc(text)
 
 
+def progress_bar(fraction: float) -> Safe:
+    """A ``<progress>`` bar with the percentage beside it (the script builds the same)."""
+    return fmt('<progress max="1" value="{v}"></progress> {text}', v=f"{fraction:.3f}",
+               text=value(fraction, "bar"))
+
+
 def live_table(cols: list[Col], rows: list[dict[str, Any]], *, src: str, key: str,
-               empty: str, bad: str = "") -> Safe:
+               empty: str, bad: str = "", select: str = "") -> Safe:
     """A table the script refreshes from ``src`` (rows under ``key``); rows whose ``bad``
-    field is positive are highlighted, on the first paint as after a refresh."""
+    field is positive are highlighted, on the first paint as after a refresh.
+
+    ``select``: the id of a form (:func:`bulk_form`) the rows can be picked for: a first
+    column of checkboxes named ``id`` (the row's id) belonging to that form, and one in the
+    header that picks them all. The script keeps what is ticked across refreshes."""
     attrs = fmt('data-live="{src}" data-rows="{key}" data-cols="{cols}" data-empty="{empty}" '
-                'data-bad="{bad}"', src=src, key=key, empty=empty, bad=bad,
-                cols=json.dumps([[c[0], c[2], c[3]] for c in cols]))
-    return table([c[1] for c in cols], [[_cell(r, c) for c in cols] for r in rows],
-                 empty=empty, attrs=attrs,
+                'data-bad="{bad}" data-select="{select}"', src=src, key=key, empty=empty,
+                bad=bad, select=select, cols=json.dumps([[c[0], c[2], c[3]] for c in cols]))
+    titles: list[str] = [c[1] for c in cols]
+    cells = [[_cell(r, c) for c in cols] for r in rows]
+    classes = ["reason" if c[2] == "reason" else "" for c in cols]
+    if select:
+        titles.insert(0, Safe('<input type="checkbox" data-select-all '
+                              'aria-label="select every row">'))
+        for row, line in zip(rows, cells, strict=True):
+            line.insert(0, fmt('<input type="checkbox" name="id" value="{v}" form="{f}" '
+                               'aria-label="select">', v=row.get("id", ""), f=select))
+        classes.insert(0, "pick")
+    return table(titles, cells, empty=empty, attrs=attrs,
                  row_classes=["bad" if bad and (r.get(bad) or 0) > 0 else "" for r in rows],
-                 col_classes=["reason" if c[2] == "reason" else "" for c in cols])
+                 col_classes=classes)
+
+
+def bulk_form(form_id: str, buttons: list[tuple[str, str, str, bool]], *, back: str) -> Safe:
+    """The form the ticked rows of a :func:`live_table` are sent with: one button per action
+    (``(action, label, question, danger)``), each posting the ticked ids to its own URL;
+    ``back`` is the page to return to."""
+    return fmt('<form id="{id}" class="bulk" method="post" action="{first}">'
+               '<input type="hidden" name="back" value="{back}">{buttons}</form>',
+               id=form_id, first=buttons[0][0], back=back,
+               buttons=join(fmt('<button type="submit" formaction="{a}" data-confirm="{q}"'
+                                '{cls}>{label}</button> ', a=a, q=q, label=label,
+                                cls=Safe(' class="danger"') if danger else Safe(""))
+                            for a, label, q, danger in buttons))
 
 
 def layout(title: str, body: Safe, *, path: str, backend: str, read_only: bool,
@@ -161,12 +209,15 @@ def login(*, next_path: str, failed: bool) -> Safe:
                error=error, next=next_path)
 
 
-def charts(history: dict[str, Any], *, task: str | None = None) -> Safe:
+def charts(history: dict[str, Any], *, task: str | None = None,
+           queue: str | None = None) -> Safe:
     """Range/queue/task pickers and two charts the script draws from ``/api/history``:
-    attempts per point (succeeded, failed) and latency (queue wait, run time p50/p95)."""
+    attempts per point (succeeded, failed) and latency (queue wait, run time p50/p95).
+
+    ``queue``: the charts of that one queue (a queue's own page): no queue picker."""
     if not history["available"]:
         return fmt('<p class="muted">The {b} backend keeps no task history, so there are no '
-                   "charts (the sqlite, redis and memory backends keep one).</p>",
+                   "charts (the memory, sqlite, redis and postgres backends keep one).</p>",
                    b=history["backend"])
     ranges = join(fmt('<option value="{r}"{sel}>last {label}</option>', r=r,
                       label={"1h": "hour", "6h": "6 hours", "1d": "day"}[r],
@@ -189,7 +240,8 @@ def charts(history: dict[str, Any], *, task: str | None = None) -> Safe:
         '<figure><figcaption>Latency, ms (queue wait, run time p50 / p95)</figcaption>'
         '<div class="chart" data-chart="latency"></div></figure></div>',
         ranges=ranges, total=history["total"],
-        queues=options("queue", history["queues"], None),
+        queues=(fmt('<input type="hidden" name="queue" value="{q}" data-history-filter="queue">',
+                    q=queue) if queue else options("queue", history["queues"], None)),
         tasks=options("task", history["tasks"], task))
 
 
@@ -241,9 +293,13 @@ def tasks(breakdown: dict[str, Any], history: dict[str, Any], *, task: str | Non
 
 def workers(data: dict[str, Any]) -> Safe:
     return fmt('{t}<p class="muted">Workers send a heartbeat every 5 s; one silent for over '
-               "12 s is marked lost, and disappears when its record expires.</p>",
+               "12 s is marked lost, and disappears when its record expires.</p>"
+               "<h2>Running tasks</h2>{r}<p class=\"muted\">As of each worker's last heartbeat; "
+               "progress is what a task reported with <code>ctx.progress()</code>.</p>",
                t=live_table(WORKER_COLS, data["workers"], src="/api/workers", key="workers",
-                            empty="(no live workers)", bad="lost"))
+                            empty="(no live workers)", bad="lost"),
+               r=live_table(RUNNING_COLS, data["running"], src="/api/workers", key="running",
+                            empty="No task is running."))
 
 
 def _form(action: str, label: str, question: str, *, danger: bool = False,
@@ -277,11 +333,25 @@ def dead_list(rows: list[dict[str, Any]], *, queue: str | None, notice: str,
                                  hidden=hidden)))
     params = {k: v for k, v in (("queue", queue), ("q", search)) if v}
     src = "/api/dead" + (f"?{urlencode(params)}" if params else "")
+    if not read_only:
+        parts.append(dead_bulk_form("/dead" + (f"?{urlencode(params)}" if params else "")))
     parts.append(live_table(DEAD_COLS, rows, src=src, key="dead_letters",
-                            empty="The dead-letter queue is empty."))
+                            empty="The dead-letter queue is empty.",
+                            select="" if read_only else BULK_FORM))
     if more:
         parts.append(fmt("<p>{a}</p>", a=link(more, "next page")))
     return join(parts)
+
+
+BULK_FORM = "bulk"
+
+
+def dead_bulk_form(back: str) -> Safe:
+    """Replay / purge the ticked dead letters, then return to ``back``."""
+    return bulk_form(BULK_FORM, [
+        ("/dead/replay-selected", "Replay selected", "Replay the selected dead letters?", False),
+        ("/dead/purge-selected", "Purge selected", "Delete the selected dead letters for good?",
+         True)], back=back)
 
 
 def dead_detail(view: DeadLetterView, data: dict[str, Any], *, read_only: bool,
@@ -333,17 +403,35 @@ STATE_TITLES = {"ready": "pending", "delayed": "scheduled / retrying", "in_fligh
                 "dead": "dead"}
 
 
-def task_cols(queue: str) -> list[Col]:
-    """The task list's columns (ids link to the task's page in ``queue``)."""
+def task_cols(queue: str, state: str = "ready") -> list[Col]:
+    """The task list's columns (ids link to the task's page in ``queue``); running tasks
+    also show their worker, running time and progress."""
     base = f"/queues/{quote(queue, safe='')}/tasks/"
-    return [("id", "id", "", base), ("name", "task", "", ""), ("attempt", "attempt", "", ""),
-            ("at", "due / lease ends", "time", ""), ("enqueued_at", "enqueued", "time", ""),
+    cols: list[Col] = [("id", "id", "", base), ("name", "task", "", ""),
+                       ("attempt", "attempt", "", "")]
+    if state == "in_flight":
+        cols += [("worker", "worker", "", ""), ("running_s", "running for", "secs", ""),
+                 ("progress", "progress", "bar", ""), ("message", "message", "", ""),
+                 ("at", "lease ends", "time", "")]
+    else:
+        cols.append(("at", "due", "time", ""))
+    return [*cols, ("enqueued_at", "enqueued", "time", ""),
             ("last_error", "last error", "reason", "")]
 
 
-def queue_page(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool,
-               read_only: bool, backend: str) -> Safe:
-    """One queue: a tab per state with its count, a search box, a page of tasks, paging."""
+def queue_page(data: dict[str, Any], counts: dict[str, int], history: dict[str, Any], *,
+               can_browse: bool, read_only: bool, backend: str, can_cancel: bool = False,
+               notice: str = "") -> Safe:
+    """One queue: a tab per state with its count, a search box, a page of tasks, paging, and
+    the queue's own charts below."""
+    return fmt("{tasks}<h2>History of queue {q}</h2>{charts}",
+               tasks=_queue_tasks(data, counts, can_browse=can_browse, read_only=read_only,
+                                  backend=backend, can_cancel=can_cancel, notice=notice),
+               q=data["queue"], charts=charts(history, queue=data["queue"]))
+
+
+def _queue_tasks(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool,
+                 read_only: bool, backend: str, can_cancel: bool, notice: str) -> Safe:
     queue, state, search = data["queue"], data["state"], data["search"]
     base = f"/queues/{quote(queue, safe='')}"
     tabs = join(fmt('<a href="{href}"{on}>{title} ({n})</a>', title=STATE_TITLES[st],
@@ -351,10 +439,12 @@ def queue_page(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool
                     on=Safe(' class="on"') if st == state else Safe(""))
                 for st in STATE_TITLES)
     parts = [fmt('<nav class="tabs">{t}</nav>', t=tabs)]
+    if notice:
+        parts.append(fmt('<p class="notice">{n}</p>', n=notice))
     if state != "dead" and not can_browse:
         parts.append(fmt('<p class="muted">The {b} backend cannot list the tasks of a queue '
-                         "(memory, sqlite and redis can); the counts above come from its "
-                         "statistics.</p>", b=backend))
+                         "(memory, sqlite, redis and postgres can); the counts above come "
+                         "from its statistics.</p>", b=backend))
         return join(parts)
     parts.append(fmt(
         '<form method="get" action="{base}" class="search"><input type="hidden" name="state" '
@@ -365,11 +455,25 @@ def queue_page(data: dict[str, Any], counts: dict[str, int], *, can_browse: bool
     query = {"state": state, "offset": data["offset"], "limit": data["limit"]}
     if search:
         query["q"] = search
-    cols = DEAD_COLS if state == "dead" else task_cols(queue)
+    cols = DEAD_COLS if state == "dead" else task_cols(queue, state)
     what = "dead letters" if state == "dead" else f"{STATE_TITLES[state]} tasks"
     empty = (f"No {what} match {search!r}." if search else f"No {what} in queue {queue!r}.")
+    back = f"{base}?{urlencode({'state': state})}"
+    select = ""
+    if read_only:
+        pass
+    elif state == "dead":
+        parts.append(dead_bulk_form(back))
+        select = BULK_FORM
+    elif can_cancel:
+        label, question = (("Cancel selected", "Ask the workers running the selected tasks to "
+                            "stop them?") if state == "in_flight" else
+                           ("Delete selected", "Delete the selected tasks for good?"))
+        parts.append(bulk_form(BULK_FORM, [(f"{base}/tasks/delete-selected", label, question,
+                                            True)], back=back))
+        select = BULK_FORM
     parts.append(live_table(cols, data["tasks"], src=f"/api{base}/tasks?{urlencode(query)}",
-                            key="tasks", empty=empty))
+                            key="tasks", empty=empty, select=select))
     parts.append(pager(base, query, data["total"], len(data["tasks"])))
     return join(parts)
 
@@ -389,18 +493,32 @@ def pager(base: str, query: dict[str, Any], total: int, shown: int) -> Safe:
 
 
 def task_detail(view: TaskView, data: dict[str, Any], *, read_only: bool, can_cancel: bool,
-                all_frames: bool = False) -> Safe:
-    """A stored task: where it stands, payload, headers, attempts; delete / run now."""
+                all_frames: bool = False, running: dict[str, Any] | None = None,
+                status: dict[str, Any] | None = None) -> Safe:
+    """A stored task: where it stands, payload, headers, attempts; delete / run now.
+
+    ``running``: what its worker's heartbeat says (worker, running time, progress);
+    ``status``: its result record, when it asked for one."""
     state = data["state"]
-    meta = table(["", ""], [
+    rows: list[list[object]] = [
         ["id", data["id"]], ["queue", data["queue"]], ["task", data["name"]],
         ["state", STATE_TITLES[state]], ["attempt", data["attempt"]],
-        ["due / lease ends", timestamp(data["at"])], ["enqueued", timestamp(data["enqueued_at"])],
+        ["lease ends" if state == "in_flight" else "due", timestamp(data["at"])],
+        ["enqueued", timestamp(data["enqueued_at"])],
         ["priority", data["priority"]],
         ["max retries", "the task's default" if data["max_retries"] is None
          else data["max_retries"]],
-    ], empty="")
-    parts = [meta]
+    ]
+    if running:
+        rows += [["worker", running["worker"]],
+                 ["running for", value(running["running_s"], "secs")],
+                 ["started", timestamp(running["started_at"])]]
+        if running["progress"] is not None:
+            rows.append(["progress", fmt("{bar} {m}", bar=progress_bar(running["progress"]),
+                                         m=running["message"])])
+    parts = [table(["", ""], rows, empty="")]
+    if status:
+        parts.append(status_table(status))
     base = f"/queues/{quote(data['queue'], safe='')}/tasks/{quote(view.id, safe='')}"
     if not read_only:
         buttons = []
@@ -423,6 +541,32 @@ def task_detail(view: TaskView, data: dict[str, Any], *, read_only: bool, can_ca
     parts.append(fmt("<h2>Failed attempts ({n})</h2>", n=len(data["history"])))
     parts.append(attempts(data["history"], all_frames=all_frames))
     return join(parts)
+
+
+def status_table(status: dict[str, Any]) -> Safe:
+    """A task's result record: state, progress, value or error (``handle.status()``)."""
+    rows: list[list[object]] = [["state", status["state"]], ["attempt", status["attempt"]],
+                                ["updated", timestamp(status["updated_at"] or None)]]
+    if status["progress"] is not None:
+        rows.append(["progress", fmt("{bar} {m}", bar=progress_bar(status["progress"]),
+                                     m=status["message"])])
+    if status["state"] == "succeeded":
+        rows.append(["value", fmt("<pre>{v}</pre>", v=json.dumps(
+            status["value"], indent=2, default=repr, ensure_ascii=False))])
+    if status["error_type"] or status["error_message"]:
+        rows.append(["error", ": ".join(x for x in (status["error_type"],
+                                                      status["error_message"]) if x)])
+    parts = [fmt("<h2>Result record</h2>{t}", t=table(["", ""], rows, empty=""))]
+    if status["traceback"]:
+        text, _ = trim_traceback(status["traceback"])
+        parts.append(fmt("<pre>{tb}</pre>", tb=text.rstrip()))
+    return join(parts)
+
+
+def finished_task(queue: str, task_id: str, status: dict[str, Any]) -> Safe:
+    """A task no longer in its queue whose result record is still kept."""
+    return fmt('<p class="muted">Task {id} is no longer in queue {q}; its result record '
+               "says how it ended.</p>{t}", id=task_id, q=queue, t=status_table(status))
 
 
 _FRAMEWORK = ("/workhive/", "/asyncio/", "/concurrent/futures/", "/contextvars", "/functools")
@@ -453,7 +597,11 @@ def cron(data: dict[str, Any], *, has_app: bool, read_only: bool, notice: str = 
     empty = "No cron jobs registered." if has_app else (
         "No cron jobs: they are declared in code, start the dashboard with --app to see them.")
     parts = [fmt('<p class="notice">{n}</p>', n=notice) if notice else Safe(""),
-             live_table(CRON_COLS, data["jobs"], src="/api/cron", key="jobs", empty=empty)]
+             live_table(CRON_COLS, data["jobs"], src="/api/cron", key="jobs", empty=empty,
+                        bad="failed"),
+             Safe('<p class="muted">The last fire is what the worker that fired it reports in '
+                  "its heartbeat, the last run what the worker that ran the job's task does; "
+                  "both are forgotten when those workers are no longer running.</p>")]
     if not read_only and data["jobs"]:
         rows = [[j["job"], j["target"],
                  _form(f"/cron/{quote(j['job'], safe='')}/trigger", "Trigger now",

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from workhive.middleware.base import CallNext, Middleware, build_chain
-from workhive.middleware.logs import LogMiddleware
+from workhive.middleware.logs import Logs
 from workhive.middleware.metrics import Metrics
 from workhive.middleware.prometheus import PrometheusMetrics
 from workhive.middleware.ratelimit import RateLimiter
@@ -15,12 +15,12 @@ from workhive.middleware.timeout import Timeouts
 
 
 def default_middleware() -> list[Middleware]:
-    return [LogMiddleware(), Metrics(), Retries(), RateLimiter(), Timeouts()]
+    return [Logs(), Metrics(), Retries(), RateLimiter(), Timeouts()]
 
 
 __all__ = [
     "CallNext",
-    "LogMiddleware",
+    "Logs",
     "Metrics",
     "Middleware",
     "PrometheusMetrics",

@@ -16,7 +16,10 @@ def _extra(ctx: TaskContext) -> dict[str, object]:
     return {"task_id": ctx.id, "task": ctx.name, "queue": ctx.queue, "attempt": ctx.attempt}
 
 
-class LogMiddleware(Middleware):
+class Logs(Middleware):
+    """One log line per attempt outcome (retry, defer, dead letter, crash, done) on the
+    ``workhive.task`` logger. Outermost by default, so it logs what the layers inside decided."""
+
     async def __call__(self, ctx: TaskContext, call_next: CallNext) -> None:
         try:
             await call_next(ctx)

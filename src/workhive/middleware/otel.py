@@ -30,7 +30,8 @@ module unless you do.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 from workhive._context import TaskContext
 from workhive.errors import ConfigError, Reject, Retry, Skip
@@ -46,9 +47,15 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
-    from workhive.hive import Hive
-
 TRACER_NAME = "workhive"
+
+
+class TracedHive(Protocol):
+    """What :func:`instrument` changes on a :class:`~workhive.hive.Hive` (a protocol, so the
+    middleware layer does not import the hive above it)."""
+
+    middleware: list[Middleware]
+    header_injectors: list[Callable[[dict[str, str]], None]]
 
 
 def inject_trace_context(headers: dict[str, str]) -> None:
@@ -120,7 +127,7 @@ def _failed(span: Span, outcome: str, reason: str, error: BaseException) -> None
     span.set_status(Status(StatusCode.ERROR, reason))
 
 
-def instrument(hive: Hive, tracer_provider: TracerProvider | None = None) -> Tracing:
+def instrument(hive: TracedHive, tracer_provider: TracerProvider | None = None) -> Tracing:
     """Trace ``hive``'s messages end to end: inject on enqueue/publish, extract in the worker.
 
     Idempotent: a hive already instrumented keeps its one :class:`Tracing` layer and injector.

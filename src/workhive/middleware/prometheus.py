@@ -22,7 +22,7 @@ identity, whether its broker answers, and the queue depths from its last probe::
     workhive_queue_messages{queue,state}              ready | delayed | in_flight | dead
 
 Place it outside :class:`~workhive.middleware.retry.Retries` (``workhive worker --metrics-port``
-puts it right after ``LogMiddleware``) so it sees what the worker will do with the message: a
+puts it right after ``Logs``) so it sees what the worker will do with the message: a
 failure with retries left arrives here as ``Retry``, one without as ``Reject``.
 
 ``prometheus_client`` is an optional dependency (``pip install 'workhive[prometheus]'``); it is

@@ -1,1 +1,2 @@
-"""Cron: pure schedule maths (:mod:`.cron`) and the loop that fires ticks (:mod:`.loop`)."""
+"""Cron at run time: the loop that fires ticks (:mod:`.loop`); the schedule maths is
+:mod:`workhive._cron`, beside the core that validates schedules at registration."""

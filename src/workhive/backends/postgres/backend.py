@@ -37,8 +37,11 @@ from typing import Any
 
 from workhive._envelope import Envelope, encode
 from workhive.backend import Capability, Delivery, EnqueueResult, Features, Settlement
+from workhive.backends.postgres.browse import PostgresBrowse
 from workhive.backends.postgres.connection import PostgresConnection
 from workhive.backends.postgres.extras import PostgresExtras
+from workhive.backends.postgres.history import PostgresHistory
+from workhive.backends.postgres.pauses import PostgresPauses
 from workhive.backends.postgres.results import PostgresResults
 from workhive.backends.postgres.settings import PostgresSettings
 
@@ -51,9 +54,15 @@ _MIN_SLEEP = 0.002  # floor for "due now" waits: rows another claim holds locked
 _HOUSEKEEP_EVERY = 300.0
 
 
-class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults):
+def _keyed(envelope: Envelope) -> bool:
+    """Whether storing it must look at a unique or idempotency key (the SQL function)."""
+    return envelope.idempotency_key is not None or envelope.unique_key is not None
+
+
+class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, PostgresHistory,
+                      PostgresPauses, PostgresBrowse):
     """Durable queue, delays, priorities, leases, DLQ, events, cron, counters, inspection,
-    task results and cancel.
+    task results and cancel; task history, paused queues and task listing for the dashboard.
 
     One instance may be shared by many coroutines of one event loop; it holds an asyncpg pool
     plus one LISTEN connection (opened by the first waiting fetch; none in polling mode). Share
@@ -100,13 +109,15 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults):
 
     async def _enqueue_on(self, con: Any, envelopes: Sequence[Envelope]) -> list[EnqueueResult]:
         """Insert and ``pg_notify`` in one statement (keyed batches through the SQL function)."""
+        if len(envelopes) == 1 and not _keyed(envelopes[0]):
+            return await self._enqueue_one(con, envelopes[0])
         now = time.time()
         ids = [e.id for e in envelopes]
         queues = [e.queue for e in envelopes]
         prios = [e.priority for e in envelopes]
         delays = [0.0 if e.eta is None else e.eta - now for e in envelopes]
         bodies = [encode(e) for e in envelopes]
-        if all(e.idempotency_key is None and e.unique_key is None for e in envelopes):
+        if not any(_keyed(e) for e in envelopes):
             await con.fetchval(self._sql.enqueue, ids, queues, prios, delays, bodies,
                                self.settings.channel)
             return [EnqueueResult(i) for i in ids]
@@ -116,6 +127,14 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults):
             self.settings.idempotency_ttl, self.settings.channel,
         )
         return [EnqueueResult(r[0], duplicate=r[1]) for r in rows]
+
+    async def _enqueue_one(self, con: Any, e: Envelope) -> list[EnqueueResult]:
+        """One envelope without keys: a plain ``INSERT`` and its ``pg_notify`` in one statement,
+        which autocommit makes one round trip (no arrays to build and unpack)."""
+        delay = 0.0 if e.eta is None else e.eta - time.time()
+        await con.execute(self._sql.enqueue_one, e.id, e.queue, e.priority, delay, encode(e),
+                          self.settings.channel)
+        return [EnqueueResult(e.id)]
 
     async def fetch(
         self, queues: Sequence[str], limit: int, *, lease: float, wait: float
@@ -218,7 +237,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults):
 
     async def _housekeep(self) -> None:
         """Every few minutes per client: drop expired keys/claims/windows/ticks/results/cancel
-        flags, compact totals.
+        flags and history older than two days, compact totals.
 
         Only one client at a time does it (try-lock); failures are logged, never raised, since
         the caller's own write already succeeded.

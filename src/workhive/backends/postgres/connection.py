@@ -22,6 +22,9 @@ from typing import Any
 import asyncpg
 
 from workhive._redact import redact_url
+from workhive.backends.postgres.browse import BrowseStatements
+from workhive.backends.postgres.history import HistoryStatements
+from workhive.backends.postgres.pauses import PauseStatements
 from workhive.backends.postgres.pooling import driver_options, pool_options
 from workhive.backends.postgres.results import ResultStatements
 from workhive.backends.postgres.settings import UNREACHABLE, PostgresSettings
@@ -44,7 +47,12 @@ class PostgresConnection:
         self.settings = settings
         self._sql = Statements(settings.schema)
         self._results_sql = ResultStatements(settings.schema)
+        self._history_sql = HistoryStatements(settings.schema)
+        self._pause_sql = PauseStatements(settings.schema)
+        self._browse_sql = BrowseStatements(settings.schema)
         self._pool: Any = None
+        self._idle: list[Any] = []  # pooled connections kept checked out between calls
+        self._waiting = 0  # callers waiting for the pool to lend a connection
         self._schema_ok = False
         self._open_lock: asyncio.Lock | None = None
         self._listener: Any = None
@@ -150,7 +158,11 @@ class PostgresConnection:
 
     async def _close_pool(self) -> None:
         pool, self._pool, self._schema_ok = self._pool, None, False
+        idle, self._idle = self._idle, []
         if pool is not None:
+            for con in idle:
+                with contextlib.suppress(*_CLOSE_ERRORS):
+                    await pool.release(con)
             try:
                 await asyncio.wait_for(pool.close(), 10)
             except _CLOSE_ERRORS:
@@ -185,16 +197,45 @@ class PostgresConnection:
 
     @contextlib.asynccontextmanager
     async def _acquire(self, doing: str) -> AsyncIterator[Any]:
-        """A connection from the current pool, driver errors translated (no lazy open)."""
+        """A connection from the current pool, driver errors translated (no lazy open).
+
+        A connection that comes back cleanly stays checked out, on a stack of idle ones, and
+        the next call takes it from there: the pool's own checkout and release (a task, a
+        timeout and a queue each time) cost about a third of a one-row statement's CPU, which
+        a producer enqueueing one task per call pays on every task. Only the pool lends them,
+        so ``pool_size`` still bounds them; anything unusual goes back through the pool, which
+        knows how to clean it up: an error or a cancel, an open transaction, a closed
+        connection, or another caller waiting for the pool.
+        """
+        pool = self._pool
         try:
-            async with self._pool.acquire() as con:
+            con = None
+            while con is None and self._idle:
+                con = self._idle.pop()
+                if con.is_closed():
+                    await pool.release(con)
+                    con = None
+            if con is None:
+                self._waiting += 1
                 try:
-                    yield con
-                except asyncpg.exceptions.InternalClientError:
-                    # a connection a server restart left mid-operation ("another operation
-                    # is in progress"): drop it so the pool never hands it out again
-                    con.terminate()
-                    raise
+                    con = await pool.acquire()
+                finally:
+                    self._waiting -= 1
+            clean = False
+            try:
+                yield con
+                clean = True
+            except asyncpg.exceptions.InternalClientError:
+                # a connection a server restart left mid-operation ("another operation
+                # is in progress"): drop it so the pool never hands it out again
+                con.terminate()
+                raise
+            finally:
+                if (clean and pool is self._pool and not self._waiting and not con.is_closed()
+                        and not con.is_in_transaction()):
+                    self._idle.append(con)
+                else:
+                    await pool.release(con)
         except DRIVER_ERRORS as exc:
             raise self.settings.translate(exc, doing) from exc
 

@@ -15,9 +15,12 @@ things in the driver and the backend depend on a session:
   otherwise idle readers poll (every ``poll_interval``, :data:`POLLING_INTERVAL` by default).
 * **session state** (``SET``, session advisory locks, temporary tables): the backend and the log
   use none; their locks are transaction-scoped (``pg_advisory_xact_lock``) and every table name
-  is schema-qualified, so no ``search_path`` is needed. The pool's per-release reset query
-  (``RESET ALL; UNLISTEN *; ...``) is skipped in this mode: the pooler owns the server sessions,
-  and the reset would cost one round trip per checkout for nothing.
+  is schema-qualified, so no ``search_path`` is needed.
+
+The pool's per-release reset query (``RESET ALL; UNLISTEN *; ...``) is skipped in every mode:
+with no session state there is nothing to reset (and behind a transaction pooler the pooler owns
+the sessions anyway), while the query would cost one round trip per checkout, as much as a
+single-row enqueue itself. asyncpg still rolls back a transaction left open on release.
 
 ``pooler=session`` (and ``none``, the default) keep the direct behaviour: a session-mode pooler
 gives each client its own server session for as long as it is connected.
@@ -82,13 +85,14 @@ def driver_options(pooler: str) -> dict[str, Any]:
 
 
 def pool_options(pooler: str) -> dict[str, Any]:
-    """:func:`driver_options` plus the pool-only ones (no reset query per release; asyncpg
-    0.30 and later, older ones keep their reset, which is correct, one round trip slower)."""
+    """:func:`driver_options` plus the pool-only ones (no reset query per release, whatever
+    ``pooler`` is; asyncpg 0.30 and later, older ones keep their reset, which is correct, one
+    round trip slower)."""
     options = driver_options(pooler)
-    if pooler == "transaction" and "reset" in _POOL_PARAMETERS:
+    if "reset" in _POOL_PARAMETERS:
         options["reset"] = _no_reset
     return options
 
 
 async def _no_reset(connection: Any) -> None:
-    """Release without a reset query: the pooler owns the server sessions (see the module)."""
+    """Release without a reset query: there is no session state to clear (see the module)."""

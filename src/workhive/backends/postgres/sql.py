@@ -20,10 +20,14 @@ older schema runs the DDL (all ``IF NOT EXISTS``) and stamps the new version. Ve
 ``claims``. ``results`` and ``cancels`` (task results, cancel requests) came without a new
 version, as in the SQLite backend: an older workhive ignores tables it does not know, so it can
 still open the schema. Opening checks that they exist (:data:`UNVERSIONED_TABLES`) and runs the
-DDL when they do not.
+DDL when they do not. ``history`` and ``paused`` (the dashboard's charts and paused queues:
+``history.py``, ``pauses.py``) came the same way.
 """
 
 from __future__ import annotations
+
+from workhive.backends.postgres.history import COLUMNS as _HISTORY_COLUMNS
+from workhive.history import RETENTION
 
 SCHEMA_VERSION = 2
 
@@ -85,6 +89,12 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS {s}.results (
         id text PRIMARY KEY, expires_at float8 NOT NULL, record bytea NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.cancels (id text PRIMARY KEY, expires_at float8 NOT NULL)""",
+    # task history per (minute, queue, task) and paused queues (see history.py, pauses.py)
+    "CREATE TABLE IF NOT EXISTS {s}.history (minute bigint NOT NULL, queue text NOT NULL,"
+    " task text NOT NULL, "
+    + ", ".join(f"{c} bigint NOT NULL DEFAULT 0" for c in _HISTORY_COLUMNS)
+    + ", PRIMARY KEY (minute, queue, task))",
+    "CREATE TABLE IF NOT EXISTS {s}.paused (queue text PRIMARY KEY)",
     # Keyed enqueue (idempotency / unique keys) must look at each envelope in order, including
     # earlier ones of the same batch; a function keeps that one round trip per batch.
     """CREATE OR REPLACE FUNCTION {s}.enqueue_keyed(
@@ -138,11 +148,11 @@ DDL = (
 #: Every table holding data, for tests that empty a schema without dropping it.
 DATA_TABLES = (
     "jobs", "dead", "idempotency", "bindings", "ticks", "windows", "buckets", "totals", "workers",
-    "claims", "results", "cancels",
+    "claims", "results", "cancels", "history", "paused",
 )
 
 #: Tables added after layout version 2 without a new version: opening creates them when missing.
-UNVERSIONED_TABLES = ("results", "cancels")
+UNVERSIONED_TABLES = ("results", "cancels", "history", "paused")
 
 ENQUEUE = f"""
 WITH {_T},
@@ -155,6 +165,17 @@ ins AS (
     RETURNING queue)
 SELECT count(*) FROM (SELECT pg_notify($6, left(queue, 200))
     FROM (SELECT DISTINCT queue FROM ins) x) w
+"""
+
+# One envelope without keys, the producer's common case (one ``Hive.enqueue`` per task): the
+# same insert and wake-up as ENQUEUE, without the arrays, the sort and the count. Run in
+# autocommit, the row and its ``pg_notify`` commit together, in one round trip.
+ENQUEUE_ONE = f"""
+WITH ins AS (
+    INSERT INTO {{s}}.jobs (id, queue, priority, available_at, body)
+    VALUES ($1, $2, $3, CASE WHEN $4::float8 > 0 THEN {NOW} + $4::float8 ELSE 0 END, $5)
+    RETURNING queue)
+SELECT pg_notify($6, left(queue, 200)) FROM ins
 """
 
 ENQUEUE_KEYED = "SELECT out_id, out_dup FROM {s}.enqueue_keyed($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -352,6 +373,7 @@ HOUSEKEEPING = (
     f"DELETE FROM {{s}}.workers WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.results WHERE expires_at <= {NOW}",
     f"DELETE FROM {{s}}.cancels WHERE expires_at <= {NOW}",
+    f"DELETE FROM {{s}}.history WHERE minute < {NOW} - {RETENTION}",
     "WITH d AS (DELETE FROM {s}.totals RETURNING queue, processed, failed)"
     " INSERT INTO {s}.totals (queue, processed, failed)"
     " SELECT queue, sum(processed), sum(failed) FROM d GROUP BY queue",
@@ -369,6 +391,7 @@ class Statements:
         self.housekeeping = tuple(q.replace("{s}", schema) for q in HOUSEKEEPING)
 
     enqueue: str
+    enqueue_one: str
     enqueue_keyed: str
     claim: str
     claim_many: str
@@ -399,8 +422,8 @@ class Statements:
 
 
 _NAMES = (
-    "ENQUEUE", "ENQUEUE_KEYED", "CLAIM", "CLAIM_MANY", "NEXT_DUE", "RELEASE", "EXTEND",
-    "SETTLE", "BINDINGS", "BIND", "CLAIM_TICK", "HIT_WINDOW", "TAKE_TOKEN", "DEAD_LIST",
+    "ENQUEUE", "ENQUEUE_ONE", "ENQUEUE_KEYED", "CLAIM", "CLAIM_MANY", "NEXT_DUE", "RELEASE",
+    "EXTEND", "SETTLE", "BINDINGS", "BIND", "CLAIM_TICK", "HIT_WINDOW", "TAKE_TOKEN", "DEAD_LIST",
     "DEAD_FOR_REPLAY",
     "DEAD_DELETE_SEQS", "DEAD_PURGE", "KEEP_DEAD", "CLAIM_KEY", "RELEASE_KEY", "STATS_JOBS",
     "STATS_DEAD", "STATS_TOTALS", "HEARTBEAT", "WORKERS", "FORGET_WORKER",

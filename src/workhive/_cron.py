@@ -24,8 +24,3 @@ def next_tick(schedule: str, after: float) -> float:
     start = datetime.fromtimestamp(after, UTC)
     return float(croniter(schedule, start).get_next(float))
 
-
-def previous_tick(schedule: str, before: float) -> float:
-    """The last tick at or before ``before``."""
-    start = datetime.fromtimestamp(before, UTC)
-    return float(croniter(schedule, start).get_prev(float))

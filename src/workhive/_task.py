@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, TypedDict
 
 import msgspec
 
@@ -26,6 +27,25 @@ HandlerFn = Callable[..., Any]
 #: the payload (as the handler receives it: a model, a Struct, a dict...)
 OrderingKey = str | Callable[[Any], Any]
 ExceptionTypes = tuple[type[BaseException], ...]
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options of one enqueue, in one place for every way to enqueue (``Hive.enqueue``,
+    a task handle's ``enqueue`` / ``enqueue_sync``, ``SyncProducer.enqueue``); each is described
+    at :meth:`workhive.Hive.build`, which checks them all."""
+
+    queue: str | None
+    priority: int | None
+    delay: float | None
+    eta: float | datetime | None
+    max_retries: int | None
+    timeout: float | None
+    idempotency_key: str | None
+    unique_key: str | None
+    headers: Mapping[str, str] | None
+    ordering_key: str | int | None
+    store_result: bool | None
+    result_ttl: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,15 +21,16 @@ from __future__ import annotations
 import functools
 import typing
 import weakref
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from workhive._task import TaskDef, converter_for
+from workhive._task import EnqueueOptions, TaskDef, converter_for
 from workhive.errors import RegistryError
 from workhive.results import ResultHandle
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from workhive.hive import Hive
     from workhive.sync import SyncProducer, SyncResultHandle
 
@@ -76,60 +77,23 @@ class TaskHandle(Generic[P, R, A, T]):
                             "hive= to say which one to enqueue to")
 
     async def enqueue(
-        self,
-        payload: P,
-        *,
-        hive: Hive | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        eta: float | datetime | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        unique_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        ordering_key: str | int | None = None,
-        store_result: bool | None = None,
-        result_ttl: float | None = None,
+        self, payload: P, *, hive: Hive | None = None, **options: Unpack[EnqueueOptions]
     ) -> ResultHandle[R]:
         """Enqueue this task (options as :meth:`Hive.enqueue`); a handle on the run."""
         target = self.hive_for(hive)
-        sent = await target.enqueue(
-            self.name, payload, queue=queue, priority=priority, delay=delay, eta=eta,
-            max_retries=max_retries, timeout=timeout, idempotency_key=idempotency_key,
-            unique_key=unique_key, headers=headers, ordering_key=ordering_key,
-            store_result=store_result, result_ttl=result_ttl)
+        sent = await target.enqueue(self.name, payload, **options)
         return ResultHandle(target, sent.id, duplicate=sent.duplicate, convert=self._convert)
 
     def enqueue_sync(
-        self,
-        payload: P,
-        *,
-        producer: SyncProducer | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        eta: float | datetime | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        unique_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        ordering_key: str | int | None = None,
-        store_result: bool | None = None,
-        result_ttl: float | None = None,
+        self, payload: P, *, producer: SyncProducer | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> SyncResultHandle[R]:
         """Blocking :meth:`enqueue` for sync code, through ``producer`` (default: the hive's
         shared :meth:`SyncProducer.of`)."""
         from workhive.sync import SyncProducer, SyncResultHandle
 
         sync = producer if producer is not None else SyncProducer.of(self.hive_for(None))
-        handle = sync.call(self.enqueue(
-            payload, hive=sync.hive, queue=queue, priority=priority, delay=delay, eta=eta,
-            max_retries=max_retries, timeout=timeout, idempotency_key=idempotency_key,
-            unique_key=unique_key, headers=headers, ordering_key=ordering_key,
-            store_result=store_result, result_ttl=result_ttl))
+        handle = sync.call(self.enqueue(payload, hive=sync.hive, **options))
         return SyncResultHandle(sync, handle)
 
 

@@ -180,7 +180,8 @@ class HistoryRecorder:
             delay = self._last_flush + self.flush_every - time.monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._closing.wait()
             await self.flush()
         finally:
             self._flushing = None

@@ -17,6 +17,7 @@ from workhive import _validate as check
 from workhive._envelope import Envelope, make_envelope
 from workhive._task import (
     CronDef,
+    EnqueueOptions,
     SubscriberDef,
     TaskDef,
     TaskOptions,
@@ -40,6 +41,8 @@ from workhive.module import Module
 from workhive.results import RESULT_HEADER, ResultHandle, cancel_task, result_keep
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from workhive.sync import SyncProducer
     from workhive.worker import Worker
 
@@ -272,30 +275,11 @@ class Hive:
     # -- producer ---------------------------------------------------------------------
 
     async def enqueue(
-        self,
-        name: str,
-        payload: Any = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | None = None,
-        eta: float | datetime | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        idempotency_key: str | None = None,
-        unique_key: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        ordering_key: str | int | None = None,
-        store_result: bool | None = None,
-        result_ttl: float | None = None,
+        self, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]
     ) -> EnqueueResult:
         """Enqueue one task; see :meth:`build` for the options (:meth:`handle` follows the
         result of the returned id)."""
-        env = self.build(name, payload, queue=queue, priority=priority, delay=delay, eta=eta,
-                         max_retries=max_retries, timeout=timeout,
-                         idempotency_key=idempotency_key, unique_key=unique_key, headers=headers,
-                         ordering_key=ordering_key, store_result=store_result,
-                         result_ttl=result_ttl)
+        env = self.build(name, payload, **options)
         if env is None:
             return EnqueueResult("", duplicate=False)
         await self.open()

@@ -19,6 +19,9 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from workhive._task import EnqueueOptions
     from workhive.backend import EnqueueResult
     from workhive.hive import Hive
     from workhive.results import ResultHandle, TaskStatus
@@ -64,7 +67,9 @@ class SyncProducer:
 
     _call = call
 
-    def enqueue(self, name: str, payload: Any = None, **options: Any) -> EnqueueResult:
+    def enqueue(
+        self, name: str, payload: Any = None, **options: Unpack[EnqueueOptions]
+    ) -> EnqueueResult:
         """Blocking :meth:`Hive.enqueue`: same options, same errors."""
         return self._call(self.hive.enqueue(name, payload, **options))
 

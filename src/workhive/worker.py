@@ -268,7 +268,8 @@ class Worker:
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _drain(self) -> None:
         """Give running handlers ``shutdown_timeout`` to finish, then cancel and release."""
@@ -284,7 +285,8 @@ class Worker:
                     break
                 self._slot_freed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_freed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._slot_freed.wait()
         if self._inflight:
             logger.warning("Returning %d unfinished task(s) to the queue", len(self._inflight))
             for task in list(self._inflight):

@@ -28,7 +28,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 #: Pages whose examples do not run yet; their owners opt in by marking the blocks that cannot
 #: run with ``<!-- not run -->`` (and broker examples with ``<!-- requires-broker: ... -->``)
 #: and removing the page from this list.
-NOT_YET_RUNNABLE = {"postgres.md", "results.md"}
+NOT_YET_RUNNABLE = {"postgres.md"}
 #: A block that hangs is a failure, not a stuck suite.
 BLOCK_TIMEOUT = 90.0
 #: ``requires-broker`` name -> the variable workhive's configuration reads its address from,

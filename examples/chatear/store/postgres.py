@@ -35,6 +35,7 @@ from examples.chatear.store import (
     decide_claim,
     missing_columns,
 )
+from examples.chatear.store._rules import SELECT_DELETIONS, USER_COLUMNS, purge_refusal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -76,8 +77,8 @@ CREATE TABLE IF NOT EXISTS sent_emails (
 """
 
 _LOCK_ID = 0x43686174  # "Chat": the advisory lock taken while creating the tables
-_USER = "SELECT id, email, name, is_deleted, deleted_at FROM users WHERE id = $1"
-_DELETION = "SELECT id, user_id, requested_at, purge_at, status, resolved_at FROM user_deletions"
+_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+_DELETION = SELECT_DELETIONS
 
 
 def _ts(seconds: float) -> datetime:
@@ -218,7 +219,7 @@ class PostgresStore:
                 return Scheduled(existing, _user(row), changed=False)
             user_row = await conn.fetchrow(
                 "UPDATE users SET is_deleted = TRUE, deleted_at = $2 WHERE id = $1 "
-                "RETURNING id, email, name, is_deleted, deleted_at", user_id, _ts(now))
+                f"RETURNING {USER_COLUMNS}", user_id, _ts(now))
             deletion_row = await conn.fetchrow(
                 "INSERT INTO user_deletions (user_id, requested_at, purge_at) "
                 "VALUES ($1, $2, $3) RETURNING id, user_id, requested_at, purge_at, status, "
@@ -261,12 +262,9 @@ class PostgresStore:
             if row is None:
                 return Purge("unknown")
             deletion = _deletion(row)
-            if deletion.status == "recovered":
-                return Purge("recovered")
-            if deletion.status == "purged":
-                return Purge("already_purged")
-            if deletion.purge_at > now:
-                return Purge("not_due", deletion.purge_at - now)
+            refusal = purge_refusal(deletion, now)
+            if refusal is not None:
+                return refusal
             await conn.execute("DELETE FROM users WHERE id = $1", deletion.user_id)
             await conn.execute("UPDATE user_deletions SET status = 'purged', resolved_at = $2 "
                                "WHERE id = $1", deletion_id, _ts(now))

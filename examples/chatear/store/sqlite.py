@@ -28,6 +28,7 @@ from examples.chatear.store import (
     decide_claim,
     missing_columns,
 )
+from examples.chatear.store._rules import SELECT_DELETIONS, USER_COLUMNS, purge_refusal
 
 T = TypeVar("T")
 
@@ -70,8 +71,8 @@ CREATE TABLE IF NOT EXISTS sent_emails (
 );
 """
 
-_USER = "SELECT id, email, name, is_deleted, deleted_at FROM users WHERE id = ?"
-_DELETION = "SELECT id, user_id, requested_at, purge_at, status, resolved_at FROM user_deletions"
+_USER = f"SELECT {USER_COLUMNS} FROM users WHERE id = ?"
+_DELETION = SELECT_DELETIONS
 
 
 def _user(row: Any) -> User:
@@ -250,12 +251,9 @@ class SqliteStore:
             if row is None:
                 return Purge("unknown")
             deletion = _deletion(row)
-            if deletion.status == "recovered":
-                return Purge("recovered")
-            if deletion.status == "purged":
-                return Purge("already_purged")
-            if deletion.purge_at > now:
-                return Purge("not_due", deletion.purge_at - now)
+            refusal = purge_refusal(deletion, now)
+            if refusal is not None:
+                return refusal
             conn.execute("DELETE FROM users WHERE id = ?", (deletion.user_id,))
             conn.execute("UPDATE user_deletions SET status = 'purged', resolved_at = ? "
                          "WHERE id = ?", (now, deletion_id))

@@ -181,7 +181,8 @@ class MemoryBackend(InMemoryHistory, InMemoryPauses, MemoryBrowse):
                 if wake is not None:
                     remaining = min(remaining, max(wake - now, 0.001))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
 
     def _hold(self, item: _Item) -> bool:
         """Whether ``item`` may run now: it has no ordering key, or it holds its key (it is

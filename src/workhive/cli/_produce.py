@@ -4,6 +4,11 @@ Without ``--app`` the CLI is a bare producer (it has no handler code), so ``enqu
 ``--queue`` to know where a task goes; with ``--app`` the payload is validated against the
 handler's type before anything is stored, and a task switched off by a feature flag is
 reported as dropped rather than as an error (the same contract as ``Hive.enqueue``).
+
+``--store-result`` / ``--result-ttl`` ask for the run's result to be kept, as ``Hive.enqueue``'s
+``store_result`` / ``result_ttl`` do, so a script can enqueue now and read the outcome later
+with ``workhive result ID``; the output names that command whenever the result will be kept
+(asked here, or declared by the task in the ``--app``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import click
 from workhive.cli._app import HiveSpec
 from workhive.cli._common import CliError, console, hive_options, parse_json, run, set_verbose
 from workhive.hive import Hive
+from workhive.results import result_keep
 
 
 @click.command("enqueue")
@@ -26,6 +32,11 @@ from workhive.hive import Hive
               help="Run no earlier than this many seconds from now.")
 @click.option("--idempotency-key", "-k", "idempotency_key",
               help="A second enqueue with the same key is a no-op.")
+@click.option("--store-result", is_flag=True,
+              help="Keep the run's state and result, to read with 'workhive result ID'.")
+@click.option("--result-ttl", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Keep the result this long (implies --store-result; default: the task's "
+                   "declaration, else one day).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @hive_options
 @click.pass_context
@@ -37,6 +48,8 @@ def enqueue_command(
     priority: int | None,
     delay: float | None,
     idempotency_key: str | None,
+    store_result: bool,
+    result_ttl: float | None,
     as_json: bool,
     app: str | None,
     backend: str | None,
@@ -50,18 +63,24 @@ def enqueue_command(
 
     async def go() -> tuple[str, bool]:
         try:
+            # a flag left off means "as the task declares", not store_result=False
             result = await hive.enqueue(name, data, queue=queue, priority=priority,
-                                        delay=delay or None, idempotency_key=idempotency_key)
+                                        delay=delay or None, idempotency_key=idempotency_key,
+                                        store_result=store_result or None,
+                                        result_ttl=result_ttl)
         finally:
             await hive.close()
         return result.id, result.duplicate
 
     message_id, duplicate = run(go())
-    _report_enqueue(hive, name, message_id, duplicate, as_json)
+    task = hive.tasks.get(name)
+    kept = result_keep(store_result or None, result_ttl,
+                       task.options if task is not None else None) is not None
+    _report_enqueue(hive, name, message_id, duplicate, as_json, kept)
 
 
 def _report_enqueue(hive: Hive, name: str, message_id: str, duplicate: bool,
-                    as_json: bool) -> None:
+                    as_json: bool, kept: bool) -> None:
     flag = hive.disabled.get(name) if not message_id else None
     if as_json:
         click.echo(json.dumps({"task": name, "id": message_id or None, "duplicate": duplicate,
@@ -72,6 +91,8 @@ def _report_enqueue(hive: Hive, name: str, message_id: str, duplicate: bool,
         console().print(f"Duplicate of {message_id}: {name} was already enqueued with that key")
     else:
         console().print(f"Enqueued {name} [bold]{message_id}[/] on {hive.backend.name}")
+        if kept:
+            console().print(f"Follow it with: workhive result {message_id}")
 
 
 @click.command("publish")

@@ -38,8 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -48,9 +47,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from workhive.backends._options import flag, merge_options
 from workhive.backends.kafka.settings import DRIVER_ERRORS, KafkaSettings
-from workhive.commandlog._buffered import buffered_transaction, pending_for
+from workhive.commandlog._broker_log import BrokerLog
 from workhive.commandlog._kafka_io import PartitionReader, Tailer
-from workhive.commandlog._log import Entry, HeadWatcher, Transaction
+from workhive.commandlog._log import Entry, HeadWatcher
 from workhive.commandlog._message import Message, decode_metadata, encode_metadata
 from workhive.commandlog._url import split_log_url
 from workhive.errors import BackendError, ConfigError
@@ -98,8 +97,10 @@ def _message(record: Any) -> Message:
         return Message(record.offset + 1, name, payload, ts, {"error": "undecodable metadata"})
 
 
-class KafkaMessageLog:
+class KafkaMessageLog(BrokerLog):
     """Message log in one single-partition Kafka topic (see the module docstring)."""
+
+    kind = "kafka"
 
     def __init__(self, url: str, **options: Any) -> None:
         base, topic, query = split_log_url(url, "kafka", "kafka://127.0.0.1:9092/orders")
@@ -209,37 +210,18 @@ class KafkaMessageLog:
         finally:
             await admin.close()
 
-    async def __aenter__(self) -> KafkaMessageLog:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     def _ready(self) -> tuple[AIOKafkaProducer, PartitionReader, PartitionReader]:
         if self._producer is None or self._reader is None or self._cp_reader is None:
             raise BackendError(f"kafka log {self.url} is not open (call open() first)")
         return self._producer, self._reader, self._cp_reader
 
     # -- append ----------------------------------------------------------------------------
-    async def append(
-        self, name: str, payload: bytes, metadata: dict[str, str] | None = None
-    ) -> int:
-        return (await self.append_many([(name, payload, metadata)]))[0]
-
-    async def append_many(self, entries: Sequence[Entry]) -> list[int]:
+    async def _write(self, entries: Sequence[Entry], dedupe: str | None) -> list[int]:
         """Produce every entry to partition 0 and return their ids (offset + 1), in order.
 
-        Inside ``transaction()`` the entries are buffered instead and ids are ``0``.
+        ``dedupe`` is not used: without an idempotent producer a transaction run again
+        appends its entries again (delivery is at least once).
         """
-        if not entries:
-            return []
-        tx = pending_for(self)
-        if tx is not None:
-            return tx.buffer(entries)
-        return await self._produce(entries, None)
-
-    async def _produce(self, entries: Sequence[Entry], _dedupe: str | None) -> list[int]:
         producer = self._ready()[0]
         now_ms = int(time.time() * 1000)
         try:
@@ -329,13 +311,6 @@ class KafkaMessageLog:
         await self._catch_up()
         return self._cp.get(worker, (0, 0.0))[0]
 
-    async def save_checkpoint(self, worker: str, last_id: int) -> None:
-        tx = pending_for(self)
-        if tx is not None:
-            await tx.save_checkpoint(worker, last_id)
-            return
-        await self._save_direct(worker, last_id)
-
     async def _save_direct(self, worker: str, last_id: int) -> None:
         producer = self._ready()[0]
         now = time.time()
@@ -350,11 +325,3 @@ class KafkaMessageLog:
     async def checkpoints(self) -> dict[str, tuple[int, float]]:
         await self._catch_up()
         return dict(sorted(self._cp.items()))
-
-    # -- transactions ----------------------------------------------------------------------
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """No database transaction: appends are buffered and produced when the block exits
-        normally, then the checkpoints are saved (see :mod:`workhive.commandlog._buffered`)."""
-        async with buffered_transaction(self, "kafka", self._produce, self._save_direct) as tx:
-            yield tx

@@ -42,8 +42,8 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 import msgspec
@@ -65,8 +65,8 @@ from nats.js.kv import KeyValue
 
 from workhive.backends._options import merge_options
 from workhive.backends.nats.settings import NatsSettings
-from workhive.commandlog._buffered import buffered_transaction, pending_for
-from workhive.commandlog._log import Entry, HeadWatcher, Transaction
+from workhive.commandlog._broker_log import BrokerLog
+from workhive.commandlog._log import Entry, HeadWatcher
 from workhive.commandlog._message import Message
 from workhive.commandlog._nats_io import Cursors, connect, guard, scan_last_per_subject, stream_seq
 from workhive.commandlog._url import split_log_url
@@ -123,8 +123,10 @@ def _message(msg: Msg) -> Message:
     return Message(seq, body.name, body.payload, body.ts)
 
 
-class NatsMessageLog:
+class NatsMessageLog(BrokerLog):
     """Message log in one JetStream stream (see the module docstring)."""
+
+    kind = "nats"
 
     def __init__(self, url: str, **options: Any) -> None:
         base, stream, query = split_log_url(url, "nats", "nats://127.0.0.1:4222/ORDERS")
@@ -242,33 +244,9 @@ class NatsMessageLog:
                 if "not found" not in str(exc).lower():
                     raise
 
-    async def __aenter__(self) -> NatsMessageLog:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # -- append ----------------------------------------------------------------------------
-    async def append(
-        self, name: str, payload: bytes, metadata: dict[str, str] | None = None
-    ) -> int:
-        return (await self.append_many([(name, payload, metadata)]))[0]
-
-    async def append_many(self, entries: Sequence[Entry]) -> list[int]:
+    async def _write(self, entries: Sequence[Entry], dedupe: str | None) -> list[int]:
         """Publish every entry (pipelined) and return the stream sequences, in entry order.
-
-        Inside ``transaction()`` the entries are buffered instead and ids are ``0``.
-        """
-        if not entries:
-            return []
-        tx = pending_for(self)
-        if tx is not None:
-            return tx.buffer(entries)
-        return await self._publish(entries, None)
-
-    async def _publish(self, entries: Sequence[Entry], dedupe: str | None) -> list[int]:
-        """Publish ``entries`` in order; return their sequences.
 
         ``dedupe`` (a transaction's checkpoint) gives every entry a ``Nats-Msg-Id`` derived
         from it and its position: the same transaction run again publishes nothing new, and a
@@ -379,13 +357,6 @@ class NatsMessageLog:
             return 0
         return _cp_decoder.decode(entry.value or b"").last_id if entry.value else 0
 
-    async def save_checkpoint(self, worker: str, last_id: int) -> None:
-        tx = pending_for(self)
-        if tx is not None:
-            await tx.save_checkpoint(worker, last_id)
-            return
-        await self._save_direct(worker, last_id)
-
     async def checkpoints(self) -> dict[str, tuple[int, float]]:
         assert self._nc is not None
         msgs = await scan_last_per_subject(self.settings, self._nc, self.js,
@@ -401,14 +372,6 @@ class NatsMessageLog:
                 continue
             out[cp.worker] = (cp.last_id, cp.updated_at)
         return dict(sorted(out.items()))
-
-    # -- transactions ----------------------------------------------------------------------
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """No database transaction: appends are buffered and published when the block exits
-        normally, then the checkpoints are saved (see :mod:`workhive.commandlog._buffered`)."""
-        async with buffered_transaction(self, "nats", self._publish, self._save_direct) as tx:
-            yield tx
 
     async def _save_direct(self, worker: str, last_id: int) -> None:
         value = _cp_encoder.encode(_Checkpoint(worker, last_id, time.time()))

@@ -55,7 +55,8 @@ async def run_cron(hive: CronHive, stopping: asyncio.Event,
         name = min(upcoming, key=upcoming.__getitem__)
         tick = upcoming[name]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), max(0.0, tick - time.time()))
+            async with asyncio.timeout(max(0.0, tick - time.time())):
+                await stopping.wait()
             return  # stopping was set
         job = hive.crons[name]
         claimed, outcome = False, ""

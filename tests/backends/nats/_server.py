@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests._procs import StartFailed, start_listening, stop
 from tests._services import free_port
 
 BINARY = Path(sys.executable).parent / "nats-server"
@@ -39,23 +38,13 @@ class Server:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(binary()), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
-             str(self.store), *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"private nats-server exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("private nats-server did not start")
+        command = [str(binary()), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd",
+                   str(self.store), *self.extra]
+        try:
+            self.proc = start_listening(command, self.port, timeout=10)
+        except StartFailed as exc:
+            raise RuntimeError(f"private nats-server did not start: {exc}") from None
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        stop(self.proc)
+        self.proc = None

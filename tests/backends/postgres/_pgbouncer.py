@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests._procs import StartFailed, start_listening, stop
 from tests._services import free_port, in_ci
 
 _CONFIG = """\
@@ -81,32 +80,17 @@ class PgBouncer:
         command = [binary(), str(self.root / "pgbouncer.ini")]
         if os.geteuid() == 0:
             command[1:1] = ["-u", "nobody"]
-        log = (self.root / "pgbouncer.log").open("wb")
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}: {self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"pgbouncer did not start: {self.log()}")
+        try:
+            self.proc = start_listening(command, self.port, log=self.root / "pgbouncer.log",
+                                        timeout=10)
+        except StartFailed as exc:
+            raise RuntimeError(f"pgbouncer did not start ({exc}): {self.log()}") from None
 
     def log(self) -> str:
         path = self.root / "pgbouncer.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+        stop(self.proc)
+        self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)

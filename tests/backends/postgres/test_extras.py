@@ -77,6 +77,8 @@ async def test_claim_tick_once_across_instances(make: Make) -> None:
 
 async def test_hit_window_boundaries(make: Make) -> None:
     a, b = make(), make()
+    for x in (a, b):  # connect first: a first call's connect must not push a hit past the window
+        await x.hit_window("warm-up", 60, 1)
     period = 0.5
     # start just after a window boundary so three hits land in one window
     await asyncio.sleep(period - time.time() % period + 0.02)
@@ -93,12 +95,16 @@ async def test_hit_window_boundaries(make: Make) -> None:
 
 async def test_take_token_refills_at_rate(make: Make) -> None:
     a, b = make(), make()
-    assert [(await x.take_token("t", 10.0, 2))[0] for x in (a, b)] == [True, True]
-    allowed, retry_after = await a.take_token("t", 10.0, 2)
-    assert not allowed and 0 < retry_after <= 0.1 + 1e-6
+    for x in (a, b):  # connect first, so the three takes below follow each other closely
+        await x.take_token("warm-up", 1.0, 1)
+    # 2 tokens a second: a loaded machine must spend half a second between the first and the
+    # third take before a refill would let the third one through
+    assert [(await x.take_token("t", 2.0, 2))[0] for x in (a, b)] == [True, True]
+    allowed, retry_after = await a.take_token("t", 2.0, 2)
+    assert not allowed and 0 < retry_after <= 0.5 + 1e-6
     await asyncio.sleep(retry_after + 0.02)
-    assert (await b.take_token("t", 10.0, 2))[0]
-    assert not (await b.take_token("t", 10.0, 2))[0]
+    assert (await b.take_token("t", 2.0, 2))[0]
+    assert not (await b.take_token("t", 2.0, 2))[0]
     assert not (await a.take_token("none", 1.0, 0))[0]
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from tests._procs import StartFailed, start_listening, stop
 from tests._services import free_port
 from workhive.backends.redis import RedisBackend
 
@@ -63,20 +63,11 @@ class RedisCluster:
                 "--dir", str(folder), "--save", ""]
         args += (["--appendonly", "yes", "--appendfsync", "always"] if self.durable
                  else ["--appendonly", "no"])
-        log = open(folder / "server.log", "ab")  # noqa: SIM115 - the child keeps it open
-        self.procs[i] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    return
-            except OSError:
-                proc = self.procs[i]
-                if proc is not None and proc.poll() is not None:
-                    break
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {port}; see {folder}")
+        try:
+            self.procs[i] = start_listening(args, port, log=folder / "server.log")
+        except StartFailed as exc:
+            raise RuntimeError(f"redis-server did not start on port {port} ({exc}); "
+                               f"see {folder}") from None
 
     def info(self, i: int) -> dict[str, str]:
         out = subprocess.run(["redis-cli", "-p", str(self.ports[i]), "cluster", "info"],
@@ -108,13 +99,7 @@ class RedisCluster:
 
     def stop(self) -> None:
         for i, proc in enumerate(self.procs):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop(proc)
             self.procs[i] = None
 
 

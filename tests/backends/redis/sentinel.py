@@ -10,11 +10,11 @@ master.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
+from tests._procs import StartFailed, start_listening, stop
 from tests._services import free_port
 
 SERVICE = "workhive-test"
@@ -51,20 +51,12 @@ class SentinelSet:
                                   "--appendonly", "no", "--dir", str(self.base), *extra])
 
     def _launch(self, name: str, port: int, args: list[str]) -> None:
-        log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-        self.procs[name] = subprocess.Popen(["redis-server", *args], stdout=log,
-                                            stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    return
-            except OSError:
-                if self.procs[name].poll() is not None:
-                    break
-                time.sleep(0.02)
-        raise RuntimeError(f"{name} did not start on port {port}; see {self.base}")
+        try:
+            self.procs[name] = start_listening(["redis-server", *args], port,
+                                               log=self.base / f"{name}.log")
+        except StartFailed as exc:
+            raise RuntimeError(f"{name} did not start on port {port} ({exc}); "
+                               f"see {self.base}") from None
 
     def _cli(self, port: int, *args: str) -> str:
         return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True,
@@ -106,11 +98,5 @@ class SentinelSet:
 
     def stop(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
+            stop(proc)
         self.procs.clear()

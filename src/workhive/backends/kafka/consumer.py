@@ -261,7 +261,8 @@ class QueueConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
         than :data:`FULL_POLL`, pause every partition and poll (keeps the membership alive)."""
         self.room.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.room.wait(), FULL_POLL)
+            async with asyncio.timeout(FULL_POLL):
+                await self.room.wait()
             return
         self.kafka.pause(*self.kafka.assignment())
         self.paused = True

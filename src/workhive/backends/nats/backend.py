@@ -216,7 +216,8 @@ class NatsBackend(NatsEvents):
                     wake = await self._wake_on(queues)
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake[0].wait(), min(remaining, _REPOLL))
+                    async with asyncio.timeout(min(remaining, _REPOLL)):
+                        await wake[0].wait()
                 wake[0].clear()
         finally:
             if wake is not None:

@@ -82,7 +82,8 @@ class Forwarder:
         while received < _BATCH and time.monotonic() < deadline:
             if not p.queue:
                 try:
-                    await asyncio.wait_for(p.arrived.wait(), deadline - time.monotonic())
+                    async with asyncio.timeout(deadline - time.monotonic()):
+                        await p.arrived.wait()
                 except TimeoutError:
                     return
                 p.arrived.clear()

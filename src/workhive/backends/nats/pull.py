@@ -92,7 +92,8 @@ class Puller:
                         break
                     raise nats.errors.TimeoutError
                 try:
-                    await asyncio.wait_for(self.arrived.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self.arrived.wait()
                 except TimeoutError:
                     continue
                 self.arrived.clear()

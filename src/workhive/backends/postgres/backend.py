@@ -167,7 +167,8 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             if due_in is not None:
                 timeout = min(timeout, max(due_in, _MIN_SLEEP))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await woken.wait()
             if generation != self._generation:
                 return []
             if wait > 0 and not listening:

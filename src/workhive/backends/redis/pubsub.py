@@ -192,7 +192,8 @@ class RedisPubSubBackend(RedisBase):
                 return out
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), deadline - loop.time())
+                async with asyncio.timeout(deadline - loop.time()):
+                    await self._arrived.wait()
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         """No-op: pub/sub has nothing to acknowledge (a failed event is simply lost)."""

@@ -1,6 +1,6 @@
 """``workhive worker``: run a hive's handlers until told to stop.
 
-Signals follow DESIGN §4: the first SIGTERM/SIGINT stops fetching and lets running handlers
+Signals: the first SIGTERM/SIGINT stops fetching and lets running handlers
 finish within ``--shutdown-timeout`` (the rest go back to the queue), and the process exits 0;
 a second signal stops at once (running handlers are cancelled and released, exit code 1, so a
 supervisor can tell a cut-short shutdown from a clean one). ``--burst`` drains the queues and

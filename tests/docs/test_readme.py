@@ -25,10 +25,6 @@ from tests.docs._blocks import Block, python_blocks
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-#: Pages whose examples do not run yet; their owners opt in by marking the blocks that cannot
-#: run with ``<!-- not run -->`` (and broker examples with ``<!-- requires-broker: ... -->``)
-#: and removing the page from this list.
-NOT_YET_RUNNABLE = {"postgres.md"}
 #: A block that hangs is a failure, not a stuck suite.
 BLOCK_TIMEOUT = 90.0
 #: ``requires-broker`` name -> the variable workhive's configuration reads its address from,
@@ -45,7 +41,7 @@ def _pages() -> list[object]:
     """Runnable pages, each marked with the brokers it needs (``-m "not kafka"`` leaves it out)."""
     return [pytest.param(p, id=p.name, marks=[getattr(pytest.mark, b) for b in _brokers(p)
                                               if b in BROKER_ENV])
-            for p in PAGES if p.name not in NOT_YET_RUNNABLE and python_blocks(p)]
+            for p in PAGES if python_blocks(p)]
 
 
 def _env(scratch: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -111,8 +107,3 @@ def test_page_examples_run(page: Path, tmp_path: Path, request: pytest.FixtureRe
             f"the example at {block.where} failed:\n{block.code}\n"
             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
 
-
-def test_pages_not_yet_runnable_exist() -> None:
-    """The opt-out list names real pages, so a renamed page does not silently skip."""
-    missing = sorted(n for n in NOT_YET_RUNNABLE if not (REPO / "docs" / n).is_file())
-    assert not missing, missing

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests._services import require_service
+from tests.backends.postgres._clock import db_now, until_db_clock_passes
 from tests.backends.postgres._pgbouncer import PgBouncer
 from tests.dashboard.conftest import build_hive, client_for, populate
 from tests.dashboard.test_features import (
@@ -46,20 +47,6 @@ from workhive.pauses import SupportsPause, pauses_of
 
 pytestmark = pytest.mark.postgres
 Make = Callable[..., PostgresBackend]
-
-
-async def _db_now(pg_url: str) -> float:
-    con = await asyncpg.connect(pg_url)
-    try:
-        return float(await con.fetchval(f"SELECT {NOW}"))
-    finally:
-        await con.close()
-
-
-async def _until_db_clock_passes(pg_url: str, moment: float) -> None:
-    """Sleep until the database's clock is past ``moment`` (the clock leases use)."""
-    while (now := await _db_now(pg_url)) <= moment:  # noqa: ASYNC110 - polls the db clock
-        await asyncio.sleep(moment - now + 0.01)
 
 
 def test_declares_the_dashboard_protocols() -> None:
@@ -109,7 +96,7 @@ async def test_concurrent_flushes_of_the_same_minutes_add_up(make: Make) -> None
 async def test_housekeeping_drops_history_older_than_retention(
     backend: PostgresBackend, pg_url: str
 ) -> None:
-    now = int(await _db_now(pg_url) // MINUTE * MINUTE)
+    now = int(await db_now(pg_url) // MINUTE * MINUTE)
     old = now - RETENTION - 2 * MINUTE
     await backend.record_history([Bucket(old, "q", "t", succeeded=1),
                                   Bucket(now, "q", "t", succeeded=1)])
@@ -165,7 +152,7 @@ async def test_lists_exactly_what_sqlite_lists(backend: PostgresBackend, pg_url:
             assert len(await b.fetch(["q"], 2, lease=600, wait=0)) == 2  # in flight
             assert len(await b.fetch(["q"], 1, lease=0.3, wait=0)) == 1  # ready again soon
             leases_end = max(leases_end, time.time() + 0.3)
-        await _until_db_clock_passes(pg_url, leases_end)
+        await until_db_clock_passes(pg_url, leases_end)
         while time.time() <= leases_end:  # noqa: ASYNC110 - the sqlite lease is on this clock
             await asyncio.sleep(0.05)
         shown = await _listing(backend)
@@ -187,11 +174,11 @@ async def test_find_and_run_now_follow_the_database_clock(backend: PostgresBacke
     await backend.enqueue([ready, later])
 
     running = await backend.find_task("default", leased.id)
-    db_now = await _db_now(pg_url)
+    clock = await db_now(pg_url)
     assert running is not None and running.state == "in_flight"
-    assert db_now + 500 < running.at <= db_now + 600
+    assert clock + 500 < running.at <= clock + 600
     found = await backend.find_task("default", later.id)
-    assert found is not None and found.state == "delayed" and found.at > db_now + 3000
+    assert found is not None and found.state == "delayed" and found.at > clock + 3000
     assert decode(found.body).payload == "later"
     assert await backend.find_task("default", "no-such-id") is None
     assert await backend.find_task("other", later.id) is None
@@ -303,8 +290,8 @@ async def test_run_now_racing_claims_never_cuts_a_lease_short(make: Make, pg_url
     await asyncio.gather(hurry(), drain(workers[0]), drain(workers[1]))
     assert sorted(fetched) == sorted(e.id for e in envelopes)
     running, total = await producer.browse("q", "in_flight", 100, 0)
-    db_now = await _db_now(pg_url)
-    assert total == len(envelopes) and all(t.at > db_now + 500 for t in running)
+    clock = await db_now(pg_url)
+    assert total == len(envelopes) and all(t.at > clock + 500 for t in running)
 
 
 # -- the dashboard on postgres ------------------------------------------------------------

@@ -10,28 +10,14 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
+from tests.backends.postgres._clock import db_now, until_db_clock_passes
 from workhive._envelope import decode, make_envelope
 from workhive.backend import Capability, Settlement
 from workhive.backends.postgres import PostgresBackend
-from workhive.backends.postgres.sql import NOW
 from workhive.errors import ValidationError
 
 pytestmark = pytest.mark.postgres
 Make = Callable[..., PostgresBackend]
-
-
-async def _db_now(pg_url: str) -> float:
-    con = await asyncpg.connect(pg_url)
-    try:
-        return float(await con.fetchval(f"SELECT {NOW}"))
-    finally:
-        await con.close()
-
-
-async def _until_db_clock_passes(pg_url: str, moment: float) -> None:
-    """Sleep until the database's clock is past ``moment`` (the clock expiries use)."""
-    while (now := await _db_now(pg_url)) <= moment:  # noqa: ASYNC110 - polls the db clock
-        await asyncio.sleep(moment - now + 0.01)
 
 
 async def _count(pg_url: str, schema: str, table: str) -> int:
@@ -55,8 +41,8 @@ async def test_a_result_is_kept_overwritten_and_gone_after_its_ttl(
     await backend.store_result("t1", b"\x00done", 600)  # the last write wins
     assert await backend.get_result("t1") == b"\x00done"
     await backend.store_result("t2", b"brief", 0.2)
-    stored_by = await _db_now(pg_url)  # the row's expiry is at most this + ttl
-    await _until_db_clock_passes(pg_url, stored_by + 0.2)
+    stored_by = await db_now(pg_url)  # the row's expiry is at most this + ttl
+    await until_db_clock_passes(pg_url, stored_by + 0.2)
     assert await backend.get_result("t2") is None
     assert await backend.get_result("t1") == b"\x00done"
     # housekeeping deletes the expired row and keeps the live one
@@ -95,8 +81,8 @@ async def test_cancel_flags_a_leased_task_until_the_flag_expires(
     assert (stats.ready, stats.processed) == (1, 1)
     # a second cancel renews the flag with its own ttl; once that passes, the flag is gone
     assert await backend.cancel(running.id, 0.2) is False
-    flagged_by = await _db_now(pg_url)
-    await _until_db_clock_passes(pg_url, flagged_by + 0.2)
+    flagged_by = await db_now(pg_url)
+    await until_db_clock_passes(pg_url, flagged_by + 0.2)
     assert await backend.cancelled([running.id]) == set()
     backend._next_housekeeping = 0.0
     await backend._housekeep()

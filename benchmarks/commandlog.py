@@ -2,7 +2,9 @@
 
 ``python -m benchmarks.commandlog --json [-n 100000]`` prints a JSON list of results; ``run(n)``
 returns it. Benchmarks report; they are never timed tests. PostgreSQL is measured when
-``WORKHIVE_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) answers.
+``WORKHIVE_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) answers,
+NATS when ``WORKHIVE_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``) does; Kafka on a private
+Tansu broker.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from workhive.commandlog import (
     Message,
     MessageLog,
     WorkerContext,
+    open_log,
 )
 from workhive.commandlog.sqlite import SQLiteMessageLog
 
 PG_URL = os.environ.get("WORKHIVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+NATS_URL = os.environ.get("WORKHIVE_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 class Ping(Command, frozen=True):
@@ -161,10 +165,11 @@ async def bench_idle_memory(
     ]
 
 
-def _pg_reachable() -> bool:
-    parsed = urlparse(PG_URL)
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 5432), 1):
+        with socket.create_connection((parsed.hostname or "127.0.0.1",
+                                       parsed.port or default_port), 1):
             return True
     except OSError:
         return False
@@ -179,7 +184,7 @@ async def _run(n: int) -> list[dict[str, Any]]:
             results += await bench_append(log, "sqlite", min(n, 2000))
             results += await bench_latency(log, "sqlite", 500)
             results += await bench_idle_memory(log, "sqlite")
-    if _pg_reachable():
+    if _reachable(PG_URL, 5432):
         from workhive.commandlog.postgres import PostgresMessageLog
 
         pg = PostgresMessageLog(PG_URL, prefix=f"bench_{uuid.uuid4().hex[:8]}")
@@ -191,7 +196,41 @@ async def _run(n: int) -> list[dict[str, Any]]:
         finally:
             await pg.drop()
             await pg.close()
+    results += await _broker_logs(min(n, BROKER_N))
     return results
+
+
+#: pre-filled messages on the broker logs (a broker round trip per batch: keep the run short)
+BROKER_N = 20_000
+
+
+async def _broker_logs(n: int) -> list[dict[str, Any]]:
+    """The NATS JetStream log (when the loopback server answers) and the Kafka log (on a private
+    Tansu broker, as the tests use), through the same URLs users give ``open_log``."""
+    results: list[dict[str, Any]] = []
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    if _reachable(NATS_URL, 4222):
+        results += await _one_log("nats", f"{NATS_URL.rstrip('/')}/{name.upper()}", n)
+    from tests.backends.kafka.tansu import start_tansu, stop_tansu
+
+    broker = start_tansu()
+    try:
+        results += await _one_log("kafka", f"{broker.url.rstrip('/')}/{name}", n)
+    finally:
+        stop_tansu(broker)
+    return results
+
+
+async def _one_log(backend: str, url: str, n: int) -> list[dict[str, Any]]:
+    log: Any = open_log(url)
+    await log.open()
+    try:
+        return [*await bench_dispatch(log, backend, n),
+                *await bench_append(log, backend, min(n, 2000)),
+                *await bench_latency(log, backend, 500)]
+    finally:
+        await log.drop()
+        await log.close()
 
 
 def run(n: int = 100_000) -> list[dict[str, Any]]:

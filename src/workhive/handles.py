@@ -31,7 +31,7 @@ from workhive.results import ResultHandle
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from workhive.hive import Hive
+    from workhive._producer import ProducerHive
     from workhive.sync import SyncProducer, SyncResultHandle
 
 P = TypeVar("P")  # the payload type the handler declares
@@ -46,7 +46,7 @@ class TaskHandle(Generic[P, R, A, T]):
     def __init__(self, fn: Callable[A, T], definition: TaskDef) -> None:
         self.fn = fn
         self.definition = definition
-        self._hives: weakref.WeakSet[Hive] = weakref.WeakSet()
+        self._hives: weakref.WeakSet[ProducerHive] = weakref.WeakSet()
         self._convert = _result_converter(fn)
         functools.update_wrapper(self, fn)
 
@@ -60,11 +60,11 @@ class TaskHandle(Generic[P, R, A, T]):
     def __call__(self, *args: A.args, **kwargs: A.kwargs) -> T:
         return self.fn(*args, **kwargs)
 
-    def bind(self, hive: Hive) -> None:
+    def bind(self, hive: ProducerHive) -> None:
         """Called by ``hive.include``: enqueue goes to this hive (see the module docs)."""
         self._hives.add(hive)
 
-    def hive_for(self, hive: Hive | None) -> Hive:
+    def hive_for(self, hive: ProducerHive | None) -> ProducerHive:
         if hive is not None:
             return hive
         hives = list(self._hives)
@@ -77,7 +77,7 @@ class TaskHandle(Generic[P, R, A, T]):
                             "hive= to say which one to enqueue to")
 
     async def enqueue(
-        self, payload: P, *, hive: Hive | None = None, **options: Unpack[EnqueueOptions]
+        self, payload: P, *, hive: ProducerHive | None = None, **options: Unpack[EnqueueOptions]
     ) -> ResultHandle[R]:
         """Enqueue this task (options as :meth:`Hive.enqueue`); a handle on the run."""
         target = self.hive_for(hive)

@@ -236,15 +236,15 @@ def summarize(buckets: Iterable[Bucket]) -> dict[str, Any]:
 
 
 class InMemoryHistory:
-    """:class:`SupportsHistory` in a dict, mixed into the memory backend (and a reference
-    for other backends: add on write, prune what is older than :data:`RETENTION`)."""
+    """:class:`SupportsHistory` in a dict: the memory backend keeps its history in one, and it
+    is the reference for other backends (add on write, prune what is older than
+    :data:`RETENTION`)."""
 
-    _history_buckets: dict[tuple[int, str, str], Bucket] | None = None
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[int, str, str], Bucket] = {}
 
     async def record_history(self, buckets: Sequence[Bucket]) -> None:
-        if self._history_buckets is None:
-            self._history_buckets = {}
-        store = self._history_buckets
+        store = self._buckets
         for b in merge(buckets).values():
             have = store.get(b.key)
             if have is None:
@@ -256,5 +256,5 @@ class InMemoryHistory:
             del store[key]
 
     async def history(self, since: float) -> list[Bucket]:
-        merged = merge(b for b in (self._history_buckets or {}).values() if b.minute >= since)
+        merged = merge(b for b in self._buckets.values() if b.minute >= since)
         return sorted(merged.values(), key=lambda b: b.key)

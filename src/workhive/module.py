@@ -26,7 +26,7 @@ from workhive.errors import RegistryError
 from workhive.handles import TaskHandle
 
 if TYPE_CHECKING:
-    from workhive.hive import Hive
+    from workhive._producer import ProducerHive
 
 F = TypeVar("F", bound=HandlerFn)
 P = TypeVar("P")
@@ -146,7 +146,7 @@ class Module:
 
         return register
 
-    def bind(self, hive: Hive) -> None:
+    def bind(self, hive: ProducerHive) -> None:
         """Tell this module's task handles that ``hive`` includes them (``hive.include``)."""
         for handle in self.handles.values():
             handle.bind(hive)

@@ -73,17 +73,16 @@ class PauseWatch:
 
 
 class InMemoryPauses:
-    """:class:`SupportsPause` in a set, mixed into the memory backend."""
+    """:class:`SupportsPause` in a set (the memory backend keeps its paused queues in one)."""
 
-    _paused_set: set[str] | None = None
+    def __init__(self) -> None:
+        self._paused: set[str] = set()
 
     async def set_paused(self, queue: str, paused: bool) -> None:
-        if self._paused_set is None:
-            self._paused_set = set()
         if paused:
-            self._paused_set.add(queue)
+            self._paused.add(queue)
         else:
-            self._paused_set.discard(queue)
+            self._paused.discard(queue)
 
     async def paused_queues(self) -> set[str]:
-        return set(self._paused_set or ())
+        return set(self._paused)

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from workhive._producer import ProducerHive
     from workhive._task import EnqueueOptions
     from workhive.backend import EnqueueResult
-    from workhive.hive import Hive
     from workhive.results import ResultHandle, TaskStatus
 
 T = TypeVar("T")
@@ -31,12 +31,12 @@ R = TypeVar("R")
 
 
 class SyncProducer:
-    _shared: ClassVar[weakref.WeakKeyDictionary[Hive, SyncProducer]] = \
+    _shared: ClassVar[weakref.WeakKeyDictionary[ProducerHive, SyncProducer]] = \
         weakref.WeakKeyDictionary()
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def of(cls, hive: Hive) -> SyncProducer:
+    def of(cls, hive: ProducerHive) -> SyncProducer:
         """The hive's shared producer (made on first use), as typed handles' ``enqueue_sync``
         use it."""
         with cls._shared_lock:
@@ -45,7 +45,7 @@ class SyncProducer:
                 producer = cls._shared[hive] = cls(hive)
             return producer
 
-    def __init__(self, hive: Hive) -> None:
+    def __init__(self, hive: ProducerHive) -> None:
         self.hive = hive
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -66,7 +66,7 @@ async def _stored_ids(b: Any) -> set[str]:
         with contextlib.closing(sqlite3.connect(b.path)) as con:  # a second reader, like a CLI
             return {r[0] for r in con.execute("SELECT id FROM workers")}
     if name == "RedisBackend":
-        keys = await b._guard(lambda r: r.keys(f"{b._p}:w:*"))
+        keys = await b._guard(lambda r: r.keys(f"{b.settings.prefix}:w:*"))
         return {k.decode().rsplit(":", 1)[-1] for k in keys}
     async with b._conn("test") as con:
         rows = await con.fetch(f"SELECT id FROM {b.settings.schema}.workers")

@@ -10,6 +10,10 @@ Per-key order (``Capability.ORDERED_KEYS``) is kept the way the Kafka backend ke
 first message of an ordering key that is fetched *holds* the key (per queue) until it is acked
 or dead-lettered, through retries, releases and expired leases; other messages of the key wait
 in the queue meanwhile, and since the queue is FIFO within a priority, the oldest goes next.
+
+Task history and paused queues are small stores of their own
+(:class:`~workhive.history.InMemoryHistory`, :class:`~workhive.pauses.InMemoryPauses`) that the
+backend hands those calls to; the task browser reads the queues themselves.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from workhive.backend import (
     fan_out,
     topic_matches,
 )
-from workhive.backends.memory_browse import MemoryBrowse
-from workhive.history import InMemoryHistory
+from workhive.browse import STATES, QueuedTask, TaskState
+from workhive.history import Bucket, InMemoryHistory
 from workhive.pauses import InMemoryPauses
 
 _DEFAULT_IDEMPOTENCY_TTL = 86_400.0
@@ -54,7 +58,7 @@ class _Item:
     ordering_key: str | None = field(compare=False, default=None)
 
 
-class MemoryBackend(InMemoryHistory, InMemoryPauses, MemoryBrowse):
+class MemoryBackend:
     """Everything in dicts and heaps guarded by one asyncio condition."""
 
     name = "memory"
@@ -82,6 +86,8 @@ class MemoryBackend(InMemoryHistory, InMemoryPauses, MemoryBrowse):
         self._workers: dict[str, tuple[float, WorkerInfo]] = {}
         self._results: dict[str, tuple[float, bytes]] = {}  # id -> (expires at, record)
         self._cancels: dict[str, float] = {}  # id -> flag expires at
+        self._history = InMemoryHistory()
+        self._pauses = InMemoryPauses()
         self._changed = asyncio.Condition()
 
     @classmethod
@@ -403,3 +409,58 @@ class MemoryBackend(InMemoryHistory, InMemoryPauses, MemoryBrowse):
 
     async def forget_worker(self, worker_id: str) -> None:
         self._workers.pop(worker_id, None)
+
+    # -- history and pauses: handed to their stores ----------------------------------
+
+    async def record_history(self, buckets: Sequence[Bucket]) -> None:
+        await self._history.record_history(buckets)
+
+    async def history(self, since: float) -> list[Bucket]:
+        return await self._history.history(since)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._pauses.set_paused(queue, paused)
+
+    async def paused_queues(self) -> set[str]:
+        return await self._pauses.paused_queues()
+
+    # -- task browser -------------------------------------------------------------------
+
+    def _listing(self, queue: str, state: TaskState) -> list[QueuedTask]:
+        """A sorted copy of the queue's items in ``state`` (ready in fetch order, delayed by
+        eta, in flight by lease deadline): fine for the test-sized queues kept here."""
+        self._promote(time.time())
+        if state == "ready":
+            return [QueuedTask(i.id, queue, "ready", i.body)
+                    for i in sorted(self._ready.get(queue, []))]
+        if state == "delayed":
+            return [QueuedTask(i.id, queue, "delayed", i.body, eta)
+                    for eta, _, i in sorted(self._delayed, key=lambda e: e[:2])
+                    if i.queue == queue]
+        return [QueuedTask(i.id, queue, "in_flight", i.body, deadline)
+                for deadline, i in sorted(self._leased.values(), key=lambda e: e[0])
+                if i.queue == queue]
+
+    async def browse(self, queue: str, state: TaskState, limit: int,
+                     offset: int) -> tuple[list[QueuedTask], int]:
+        rows = self._listing(queue, state)
+        return rows[offset:offset + limit], len(rows)
+
+    async def find_task(self, queue: str, task_id: str) -> QueuedTask | None:
+        for state in STATES:
+            for task in self._listing(queue, state):
+                if task.id == task_id:
+                    return task
+        return None
+
+    async def run_now(self, queue: str, task_id: str) -> bool:
+        for entry in self._delayed:
+            item = entry[2]
+            if item.queue == queue and item.id == task_id:
+                self._delayed.remove(entry)
+                heapq.heapify(self._delayed)
+                item.sort_key = (item.sort_key[0], 0.0, item.sort_key[2])
+                heapq.heappush(self._ready.setdefault(queue, []), item)
+                await self._notify()
+                return True
+        return False

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import random
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlparse
 
 from workhive._redact import redact_url
 from workhive.commandlog._context import AppContext
@@ -30,34 +29,27 @@ logger = logging.getLogger(__name__)
 def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
     """Build (not open) a log from its URL.
 
-    * ``sqlite:///path/app.db`` and ``postgresql://user@host/db``: ``?prefix=name`` (or
-      ``prefix=``) picks the table prefix (default ``workhive``); SQLite also takes
-      ``?synchronous=FULL``.
+    * ``sqlite:///path/app.db``: the SQLite backend's URL forms; ``?prefix=name`` picks the
+      table prefix (default ``workhive``), ``?synchronous=FULL`` and ``?busy_timeout=`` tune it.
+    * ``postgresql://user@host/db``: the postgres backend's URL and options (``schema``, default
+      ``public`` for a log; ``pooler``, ``listen_url``...) plus ``?prefix=name``.
     * ``nats://host:4222/STREAM`` (or ``tls://``): a JetStream stream (``workhive[nats]``).
     * ``kafka://host:9092/topic`` (or ``redpanda://``): a one-partition topic
       (``workhive[kafka]``).
 
-    The path of a broker URL names the log; see ``docs/commandlog.md`` for their options.
+    The ``prefix`` keyword wins over ``?prefix=``. The path of a broker URL names the log; see
+    ``docs/commandlog.md`` for their options.
     """
-    parsed = urlparse(url)
-    scheme = parsed.scheme.lower()
+    scheme = url.partition("://")[0].lower()
     if scheme in _BROKERS:
         if prefix is not None:
             raise ConfigError(f"a {_BROKERS[scheme]} log takes no prefix (that names SQL "
                               "tables): the URL's path names the log")
         return _broker_log(scheme, url)
-    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    table_prefix = prefix or query.pop("prefix", "workhive")
     if scheme == "sqlite":
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        if parsed.netloc or not path:
-            raise ConfigError("sqlite log URL must look like sqlite:///path/to.db, got "
-                              f"{redact_url(url)!r}")
         from workhive.commandlog.sqlite import SQLiteMessageLog
 
-        return SQLiteMessageLog(
-            path, prefix=table_prefix, synchronous=query.pop("synchronous", "NORMAL")
-        )
+        return SQLiteMessageLog.from_url(url, prefix=prefix)
     if scheme in {"postgres", "postgresql"}:
         try:
             from workhive.commandlog.postgres import PostgresMessageLog
@@ -65,9 +57,7 @@ def open_log(url: str, *, prefix: str | None = None) -> MessageLog:
             raise ConfigError(
                 "postgres logs need asyncpg: pip install 'workhive[postgres]'"
             ) from exc
-        # the rest of the query (sslmode, pooler, listen_url...) is the log's to read
-        dsn = parsed._replace(scheme="postgresql", query=urlencode(query)).geturl()
-        return PostgresMessageLog(dsn, prefix=table_prefix)
+        return PostgresMessageLog(url, prefix=prefix)
     raise ConfigError(f"unsupported message log URL {redact_url(url)!r} (use sqlite:///, "
                       "postgresql://, nats://host/STREAM or kafka://host/topic)")
 

@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 from typing import ClassVar, Self
 
 from workhive.commandlog._buffered import buffered_transaction, pending_for
-from workhive.commandlog._log import Entry, Transaction
+from workhive.commandlog._log import Entry, MessageLog, Transaction
 
 
-class BrokerLog(ABC):
+class BrokerLog(MessageLog, ABC):
     """Base of a broker log whose appends go through ``_write(entries, dedupe)``."""
 
     #: the log's name in errors (``"nats"``, ``"kafka"``)
@@ -48,11 +48,6 @@ class BrokerLog(ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def append(
-        self, name: str, payload: bytes, metadata: dict[str, str] | None = None
-    ) -> int:
-        return (await self.append_many([(name, payload, metadata)]))[0]
 
     async def append_many(self, entries: Sequence[Entry]) -> list[int]:
         """Store every entry and return their ids, in entry order (see ``_write``).

@@ -62,7 +62,9 @@ class MessageLog(Protocol):
 
     async def append(
         self, name: str, payload: bytes, metadata: dict[str, str] | None = None
-    ) -> int: ...
+    ) -> int:
+        """Append one message; its id (the logs that subclass this share this one)."""
+        return (await self.append_many([(name, payload, metadata)]))[0]
 
     async def append_many(self, entries: Sequence[Entry]) -> list[int]: ...
 

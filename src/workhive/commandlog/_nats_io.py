@@ -31,7 +31,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from workhive.backends.nats.base import UNREACHABLE
+from workhive.backends.nats.connection import UNREACHABLE
 from workhive.backends.nats.pull import Puller
 from workhive.backends.nats.settings import NatsSettings
 from workhive.errors import BackendError

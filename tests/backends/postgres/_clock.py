@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from workhive.backends.postgres.sql import NOW
+from workhive.backends._sql.dialect import POSTGRES_NOW as NOW
 
 
 async def db_now(pg_url: str) -> float:

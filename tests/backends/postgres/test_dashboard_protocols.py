@@ -37,8 +37,10 @@ from tests.dashboard.test_history import test_history_adds_what_workers_flush as
 from tests.dashboard.test_history import test_pauses_are_shared_state as pause_scenario
 from workhive import Hive
 from workhive._envelope import Envelope, decode, make_envelope
+from workhive.backends._sql import browse
+from workhive.backends._sql.dialect import POSTGRES_NOW as NOW
+from workhive.backends._sql.engine import run_async
 from workhive.backends.postgres import PostgresBackend
-from workhive.backends.postgres.sql import NOW
 from workhive.backends.sqlite import SQLiteBackend
 from workhive.browse import STATES, SupportsBrowse, browser_of
 from workhive.errors import ValidationError
@@ -251,8 +253,7 @@ async def test_run_now_meeting_a_writer_on_its_row_waits_and_rechecks(
         tx = holder.transaction()
         await tx.start()
         if first == "run_now":
-            assert await holder.fetchval(backend._browse_sql.run_now, "default", later.id,
-                                         backend.settings.channel) == 1
+            assert await run_async(holder, browse.run_now(backend._d, "default", later.id)) == 1
         else:
             await holder.execute(f"UPDATE {schema}.jobs SET token = 7,"
                                  f" available_at = {NOW} + 600 WHERE id = $1", later.id)

@@ -17,8 +17,8 @@ from tests._services import unique_name
 from tests.backends._fuzz import GARBAGE, assert_queue_flows, seed
 from workhive._envelope import make_envelope
 from workhive.backend import WorkerInfo
+from workhive.backends._sql.layout import DATA_TABLES
 from workhive.backends.postgres import PostgresBackend
-from workhive.backends.postgres.sql import DATA_TABLES
 
 pytestmark = pytest.mark.postgres
 

@@ -93,7 +93,7 @@ async def test_listen_url_wakes_idle_fetches_through_a_direct_session(
     producer = PostgresBackend.from_url(pgbouncer.url, schema=schema, pooler="transaction")
     try:
         await _idle_fetch_sees_another_clients_enqueue(waiter, producer)
-        assert waiter._listener is not None and not waiter._listener.is_closed()
+        assert waiter._pg.listener is not None and not waiter._pg.listener.is_closed()
     finally:
         await waiter.close()
         await producer.close()
@@ -106,7 +106,7 @@ async def test_without_listen_url_idle_fetches_poll(pgbouncer: PgBouncer, schema
     producer = PostgresBackend.from_url(pgbouncer.url, schema=schema, pooler="transaction")
     try:
         await _idle_fetch_sees_another_clients_enqueue(waiter, producer)
-        assert waiter._listener is None
+        assert waiter._pg.listener is None
     finally:
         await waiter.close()
         await producer.close()

@@ -18,7 +18,7 @@ from tests._services import unique_name
 from workhive._envelope import decode, encode, make_envelope
 from workhive.backend import Settlement, WorkerInfo
 from workhive.backends.redis import RedisBackend
-from workhive.backends.redis.base import LegacyLayout
+from workhive.backends.redis.connection import LegacyLayout
 from workhive.backends.redis.migrate import main
 
 pytestmark = pytest.mark.redis

@@ -16,8 +16,8 @@ import pytest
 from tests.backends._fuzz import GARBAGE, assert_queue_flows, seed
 from workhive._envelope import make_envelope
 from workhive.backend import WorkerInfo
+from workhive.backends._sql.layout import DATA_TABLES
 from workhive.backends.sqlite import SQLiteBackend
-from workhive.backends.sqlite.schema import DATA_TABLES
 
 pytestmark = pytest.mark.sqlite
 

@@ -10,8 +10,7 @@ import pytest
 
 from workhive._envelope import decode, make_envelope
 from workhive.backend import Settlement
-from workhive.backends.sqlite import SQLiteBackend
-from workhive.backends.sqlite.store import Handoff, SQLiteStore
+from workhive.backends.sqlite import SQLiteBackend, queue
 
 pytestmark = pytest.mark.sqlite
 
@@ -69,13 +68,9 @@ async def test_cancelling_a_waiting_fetch_is_clean(real_backend: SQLiteBackend) 
 async def test_a_claim_for_a_cancelled_fetch_is_released(real_backend: SQLiteBackend) -> None:
     """The store-thread half of the hand-off: rows claimed after cancellation go straight back."""
     await real_backend.enqueue([make_envelope("t", i, queue="q") for i in range(3)])
-    store = real_backend._store
-    assert store is not None
-    handoff = Handoff()
+    thread = await real_backend._sqlite.ready()
+    handoff = queue.Handoff()
     handoff.cancelled = True
-    loop = asyncio.get_running_loop()
-    got, _, _ = await loop.run_in_executor(
-        real_backend._executor, SQLiteStore.claim, store, ["q"], 10, 10.0, handoff
-    )
+    got, _, _ = await thread.call(queue.claim, time.time(), ["q"], 10, 10.0, handoff)
     assert got == []
     assert len(await real_backend.fetch(["q"], 10, lease=10, wait=0)) == 3

@@ -23,6 +23,12 @@ How the contract maps onto JetStream (names in :mod:`~workhive.backends.nats.nam
 * **events**: ``P.e.<event name>`` in the interest-retention ``P_EVENTS`` stream; ``bind`` makes
   one durable consumer per (group, pattern filter); a group's queue is ``@group``; its retries
   go through the task stream like any queue's.
+
+:class:`NatsBackend` is the transport (enqueue, fetch, settle, extend) over one
+:class:`~.connection.NatsConnection`; every other concept is a part built on that connection,
+to which its methods hand the call: coordination in KV (:mod:`.kv`), dead letters
+(:mod:`.dead`, handed ``enqueue`` for replays), events (:mod:`.events`) and statistics
+(:mod:`.stats`).
 """
 
 from __future__ import annotations
@@ -30,11 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from workhive._envelope import Envelope, encode, new_id
@@ -44,12 +52,17 @@ from workhive.backend import (
     Delivery,
     EnqueueResult,
     Features,
+    QueueStats,
     Settlement,
+    WorkerInfo,
     band_of,
     event_group,
 )
+from workhive.backends.nats.connection import NatsConnection
+from workhive.backends.nats.dead import NatsDeadLetters
 from workhive.backends.nats.delay import DUE, Forwarder
 from workhive.backends.nats.events import NatsEvents
+from workhive.backends.nats.kv import NatsCoordination
 from workhive.backends.nats.naming import (
     Names,
     msg_id,
@@ -58,30 +71,56 @@ from workhive.backends.nats.naming import (
 from workhive.backends.nats.pull import Acker, Lease, Puller
 from workhive.backends.nats.schedule import schedule_headers
 from workhive.backends.nats.settings import NatsSettings
+from workhive.backends.nats.stats import NatsStats
 from workhive.errors import BackendError
 
 __all__ = ["NatsBackend", "NatsSettings"]
 
 _REPOLL = 0.25  # longest wait between polls of an idle fetch (naks and expiries wake nobody)
-_GROUPS_TTL = 5.0  # how long the list of event bindings is trusted
 _DELAY_CHECK = 30.0  # with schedules: how often a worker looks for tasks left in the delay stream
 
 
-class NatsBackend(NatsEvents):
+class NatsBackend:
     """Durable backend on NATS JetStream; every capability of :mod:`workhive.backend`."""
 
     name = "nats"
 
     def __init__(self, settings: NatsSettings) -> None:
-        super().__init__(settings)
+        self.settings = settings
         self.features = Features(frozenset(Capability), lease="timed",
                                  priority_bands=settings.priority_bands, delay_resolution=0.3)
-        # group -> sorted [(consumer, pattern, filter subject)]
+        self._conn = conn = NatsConnection(settings)
+        self._kv = NatsCoordination(conn)
+        self._dead = NatsDeadLetters(conn, self.enqueue)
+        self._events = NatsEvents(conn)
+        self._stats = NatsStats(conn, self._kv)
         self._forwarder: Forwarder | None = None
         self._acker: Acker | None = None
         self._delay_checked = -_DELAY_CHECK
         self._background: list[asyncio.Task[None]] = []
-        self._totals, self._kv = {}, {}
+        self._counted: dict[str, asyncio.Future[None]] = {}  # queue -> its s_<queue> is made
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings.redacted_url!r}, " \
+               f"stream={self.settings.stream!r})"
+
+    @property
+    def names(self) -> Names:
+        return self._conn.names
+
+    @property
+    def nc(self) -> Client:
+        return self._conn.nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self._conn.js
+
+    @property
+    def schedules(self) -> bool:
+        """Whether this process publishes delays as message schedules (else to the delay
+        stream); known once open."""
+        return self._conn.schedules
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> NatsBackend:
@@ -90,17 +129,19 @@ class NatsBackend(NatsEvents):
 
     async def open(self) -> None:
         """Connect; create the streams, the forward consumer and the KV buckets. Idempotent."""
-        async with self._open_lock:
-            if self._nc is not None:
-                return
-            await self._connect()
+        await self._conn.open(self._prepare)
+
+    async def _prepare(self) -> None:
+        await self._kv.create_buckets()
+        self._background = [asyncio.create_task(self._every(1.0, self._kv.flush_totals))]
+
+    async def _every(self, seconds: float, call: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
             try:
-                await self._create_streams()
-                await self._create_buckets()
-            except BaseException:
-                await super().close()
-                raise
-            self._background = [asyncio.create_task(self._every(1.0, self._flush_totals))]
+                await call()
+            except Exception as exc:  # the next round retries; never kill the loop
+                self._conn.note(exc)
 
     async def close(self) -> None:
         """Stop the forwarder, write the totals, close. Unsettled deliveries come back after
@@ -113,16 +154,18 @@ class NatsBackend(NatsEvents):
                 task.cancel()
             await asyncio.gather(*self._background, return_exceptions=True)
             self._background = []
-            if self._nc is not None and self._totals:
-                await self._quietly(self._flush_totals())
-            for puller in self._pullers.values():
-                await puller.stop()
-            self._pullers.clear()
+            if self._conn.is_open:
+                await self._quietly(self._kv.flush_totals())
             if self._acker is not None:
                 acker, self._acker = self._acker, None
                 await acker.stop()
         finally:
-            await super().close()
+            await self._conn.close()
+
+    async def wipe(self) -> None:
+        """Delete every stream and bucket of this prefix (tests, benchmark clean-up)."""
+        self._counted.clear()
+        await self._conn.wipe()
 
     # -- producer -------------------------------------------------------------------------
 
@@ -131,12 +174,12 @@ class NatsBackend(NatsEvents):
         send: list[tuple[Envelope, bytes]] = []
         for env in envelopes:
             if env.idempotency_key is not None:
-                holder = await self._claim_idempotency(env.idempotency_key, env.id)
+                holder = await self._kv.claim_idempotency(env.idempotency_key, env.id)
                 if holder != env.id:
                     results.append(EnqueueResult(holder, duplicate=True))
                     continue
             if env.unique_key is not None:
-                owner = await self.claim_key(f"unique:{env.unique_key}", env.id, None)
+                owner = await self._kv.claim_key(f"unique:{env.unique_key}", env.id, None)
                 if owner != env.id:
                     results.append(EnqueueResult(owner, duplicate=True))
                     continue
@@ -146,13 +189,14 @@ class NatsBackend(NatsEvents):
         for start in range(0, len(send), 500):
             chunk = send[start:start + 500]
             try:
-                await self._guard(self._publish_all([
+                await self._conn.guard(self._publish_all([
                     (env.queue, env.priority, body, msg_id(env.id, env.attempt, body), env.eta)
                     for env, body in chunk]))
             except BackendError:
                 for env, _ in send[start:]:
                     if env.unique_key is not None:
-                        await self._quietly(self.release_key(f"unique:{env.unique_key}", env.id))
+                        await self._quietly(
+                            self._kv.release_key(f"unique:{env.unique_key}", env.id))
                 raise
         return results
 
@@ -160,7 +204,7 @@ class NatsBackend(NatsEvents):
         try:
             await call
         except BackendError as exc:
-            self._note(exc)
+            self._conn.note(exc)
 
     async def _publish_all(self, items: list[tuple[str, int, bytes, str, float | None]]) -> None:
         await asyncio.gather(*(self._publish(*item) for item in items))
@@ -170,7 +214,7 @@ class NatsBackend(NatsEvents):
         subject = self.names.task_subject(queue, band_of(priority, self.settings.priority_bands))
         headers = {"Nats-Msg-Id": msg_id}
         if eta is not None and eta > time.time():
-            if self.schedules:
+            if self._conn.schedules:
                 await self._count_schedules(queue)  # before the schedule: stats always see it
                 headers.update(schedule_headers(eta, subject))
                 subject = self.names.schedule_subject(subject, msg_id)
@@ -202,7 +246,7 @@ class NatsBackend(NatsEvents):
         if not queues or limit <= 0:
             return []
         if self._forwarder is None and await self._delay_stream_in_use():
-            self._forwarder = Forwarder(self)
+            self._forwarder = Forwarder(self._conn)
             self._forwarder.start()
         end = time.monotonic() + wait
         wake: tuple[asyncio.Event, list[Subscription]] | None = None
@@ -222,7 +266,7 @@ class NatsBackend(NatsEvents):
         finally:
             if wake is not None:
                 for sub in wake[1]:
-                    await self._quietly(self._guard(sub.unsubscribe()))
+                    await self._quietly(self._conn.guard(sub.unsubscribe()))
 
     async def _delay_stream_in_use(self) -> bool:
         """Whether this worker must run a forwarder: always without schedules; with them only
@@ -232,7 +276,7 @@ class NatsBackend(NatsEvents):
             return True
         if time.monotonic() - self._delay_checked < _DELAY_CHECK:
             return False
-        info = await self._guard(self.js.stream_info(self.names.delay))
+        info = await self._conn.guard(self.js.stream_info(self.names.delay))
         self._delay_checked = time.monotonic()
         return bool(info.state.messages)
 
@@ -242,12 +286,12 @@ class NatsBackend(NatsEvents):
         async def on_msg(_: Msg) -> None:
             event.set()
 
-        subjects = [f"{self._wake_root}{token(q)}.*" for q in queues]
+        subjects = [f"{self._conn.wake_root}{token(q)}.*" for q in queues]
         for q in queues:
             group = event_group(q)
             if group is not None:
-                subjects += [f for _, _, f in self._groups.get(group, [])]
-        subs = [await self._guard(self.nc.subscribe(s, cb=on_msg)) for s in set(subjects)]
+                subjects += self._events.filter_subjects(group)
+        subs = [await self._conn.guard(self.nc.subscribe(s, cb=on_msg)) for s in set(subjects)]
         return event, subs
 
     async def _poll(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
@@ -257,39 +301,34 @@ class NatsBackend(NatsEvents):
             for puller, pattern in await self._pullers_of(queue, lease):
                 if len(out) >= limit:
                     return out
-                for arrived, msg in await self._guard(puller.pull(limit - len(out), timeout)):
-                    receipt = Lease(msg, self._deadline(arrived, puller.ack_wait),
-                                     puller.ack_wait)
-                    if pattern is None or self._owns(queue, puller.consumer, pattern, msg):
+                for arrived, msg in await self._conn.guard(puller.pull(limit - len(out), timeout)):
+                    receipt = Lease(msg, _deadline(arrived, puller.ack_wait), puller.ack_wait)
+                    if pattern is None or self._events.owns(queue, puller.consumer, pattern,
+                                                            msg):
                         out.append(Delivery(queue, msg.data, receipt))
                     else:  # another consumer of the group delivers it, or it does not match
-                        await self._guard(self.nc.publish(msg.reply, b"+ACK"))
+                        await self._conn.guard(self.nc.publish(msg.reply, b"+ACK"))
         return out
 
     async def _pullers_of(self, queue: str, lease: float) -> list[tuple[Puller, str | None]]:
+        """The queue's band consumers, highest first, then (``@group``) its event consumers
+        with their patterns."""
         bands = range(self.settings.priority_bands - 1, -1, -1)
         out: list[tuple[Puller, str | None]] = []
         for band in bands:
             config = ConsumerConfig(filter_subject=self.names.task_subject(queue, band))
-            out.append((await self._puller(self.names.tasks, Names.task_consumer(queue, band),
-                                           config, lease), None))
+            out.append((await self._conn.puller(self.names.tasks, Names.task_consumer(queue, band),
+                                                config, lease), None))
         group = event_group(queue)
         if group is not None:
-            if time.monotonic() - self._groups_read > _GROUPS_TTL:
-                await self._read_groups()
-            for consumer, pattern, _ in self._groups.get(group, []):
-                info = await self._guard(self.js.consumer_info(self.names.events, consumer)) \
-                    if consumer not in self._pullers else None
-                config = info.config if info is not None else ConsumerConfig()
-                out.append((await self._puller(self.names.events, consumer, config, lease),
-                            pattern))
+            out += await self._events.pullers(group, lease)
         return out
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         now = time.time()
         live = [s for s in settlements if isinstance(s.delivery.receipt, Lease) and
                 (s.delivery.receipt.deadline > now or s.delivery.receipt.published)]
-        await self._guard(self._apply(live))
+        await self._conn.guard(self._apply(live))
 
     async def _apply(self, live: list[Settlement]) -> None:
         steps = [self._republish(s) for s in live
@@ -307,14 +346,14 @@ class NatsBackend(NatsEvents):
                 await self.nc.publish(s.delivery.receipt.msg.reply, b"-NAK")
                 s.delivery.receipt.acked = True
             if s.action == "ack":
-                self._count(s.delivery.queue, 1, 0)
+                self._kv.count(s.delivery.queue, 1, 0)
             elif s.action in ("retry", "dead"):
-                self._count(s.delivery.queue, 0, 1)
+                self._kv.count(s.delivery.queue, 0, 1)
         await self.nc.flush()
         for s in live:
             env = s.envelope
             if s.action in ("ack", "dead") and env is not None and env.unique_key is not None:
-                await self.release_key(f"unique:{env.unique_key}", env.id)
+                await self._kv.release_key(f"unique:{env.unique_key}", env.id)
 
     async def _republish(self, s: Settlement) -> None:
         receipt: Lease = s.delivery.receipt
@@ -327,7 +366,7 @@ class NatsBackend(NatsEvents):
         else:
             letter = DeadLetter(env.id if env else new_id(), s.delivery.queue, body, s.reason,
                                 time.time())
-            subject, data, headers = self._letter_message(letter)
+            subject, data, headers = self._dead.message(letter)
             await self.js.publish(subject, data, headers=headers)
         receipt.published = True
 
@@ -336,7 +375,62 @@ class NatsBackend(NatsEvents):
         live = [d.receipt for d in deliveries
                 if isinstance(d.receipt, Lease) and d.receipt.deadline > now]
         for r in live:
-            await self._guard(self.nc.publish(r.msg.reply, b"+WPI"))
-            r.deadline = self._deadline(now, r.ack_wait)
+            await self._conn.guard(self.nc.publish(r.msg.reply, b"+WPI"))
+            r.deadline = _deadline(now, r.ack_wait)
         if live:
-            await self._guard(self.nc.flush())
+            await self._conn.guard(self.nc.flush())
+
+    # -- parts: each method hands the call to the part that owns the concept ---------------
+
+    async def publish(self, envelope: Envelope) -> int | None:
+        return await self._events.publish(envelope)
+
+    async def bind(self, pattern: str, group: str) -> None:
+        await self._events.bind(pattern, group)
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self._dead.dead_letters(queue, limit, offset)
+
+    async def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        return await self._dead.replay_dead(ids, queue)
+
+    async def purge_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        return await self._dead.purge_dead(ids, queue)
+
+    async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        await self._dead.keep_dead(letters)
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._stats.stats()
+
+    async def claim_tick(self, job: str, tick: float) -> bool:
+        return await self._kv.claim_tick(job, tick)
+
+    async def hit_window(self, name: str, period: float, limit: int) -> tuple[bool, float]:
+        return await self._kv.hit_window(name, period, limit)
+
+    async def take_token(self, name: str, rate: float, burst: int) -> tuple[bool, float]:
+        return await self._kv.take_token(name, rate, burst)
+
+    async def claim_key(self, name: str, holder: str, ttl: float | None) -> str:
+        return await self._kv.claim_key(name, holder, ttl)
+
+    async def release_key(self, name: str, holder: str) -> None:
+        await self._kv.release_key(name, holder)
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        await self._kv.heartbeat(info, ttl)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._kv.workers()
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await self._kv.forget_worker(worker_id)
+
+
+def _deadline(arrived: float, ack_wait: float) -> float:
+    """When a delivery's lease is gone as far as this client can tell (a margin early: an ack
+    arriving after the server redelivered would still be honoured by it)."""
+    return arrived + ack_wait - min(0.5, ack_wait * 0.05)

@@ -28,7 +28,7 @@ import time
 import nats.errors
 from nats.aio.msg import Msg
 
-from workhive.backends.nats.base import NatsBase, logger
+from workhive.backends.nats.connection import NatsConnection, logger
 from workhive.backends.nats.pull import Puller, status_of
 
 DUE = "WH-Due"
@@ -39,10 +39,10 @@ _EXPIRES = 5.0  # seconds a lingering forward pull request lives
 class Forwarder:
     """Forward due messages of the ``P_DELAY`` stream; one per opened backend that fetches."""
 
-    def __init__(self, base: NatsBase) -> None:
-        self.base = base
-        self.names = base.names
-        self.puller = Puller(base.nc, "$JS.API", self.names.delay, "forward", 5.0)
+    def __init__(self, conn: NatsConnection) -> None:
+        self.conn = conn
+        self.names = conn.names
+        self.puller = Puller(conn.nc, "$JS.API", self.names.delay, "forward", 5.0)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -66,11 +66,11 @@ class Forwarder:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # disconnected: wait for the client to reconnect
-                logger.warning("nats delay forwarder: %s", self.base.settings.redact(str(exc)))
+                logger.warning("nats delay forwarder: %s", self.conn.settings.redact(str(exc)))
                 await asyncio.sleep(1.0)
 
     async def _one_request(self, p: Puller) -> None:
-        nc = self.base.nc
+        nc = self.conn.nc
         if not nc.is_connected:
             await asyncio.sleep(0.5)
             return
@@ -99,16 +99,16 @@ class Forwarder:
         remaining = due - time.time()
         if remaining > 0:
             nak = json.dumps({"delay": int(remaining * 1e9) + 1})
-            await self.base.nc.publish(msg.reply, f"-NAK {nak}".encode())
+            await self.conn.nc.publish(msg.reply, f"-NAK {nak}".encode())
             return
         headers = {"Nats-Msg-Id": (msg.headers or {}).get("Nats-Msg-Id", "")}
         if not headers["Nats-Msg-Id"]:
             del headers["Nats-Msg-Id"]
         try:
-            await self.base.js.publish(self.names.target_of(msg.subject), msg.data,
+            await self.conn.js.publish(self.names.target_of(msg.subject), msg.data,
                                        headers=headers)
-            await self.base.nc.request(msg.reply, b"",
-                                       timeout=self.base.settings.request_timeout)
+            await self.conn.nc.request(msg.reply, b"",
+                                       timeout=self.conn.settings.request_timeout)
         except (nats.errors.Error, TimeoutError) as exc:
             # not acked: it comes back after ack_wait and is forwarded again (deduplicated)
             logger.warning("nats delay forwarder could not forward: %s", exc)

@@ -13,7 +13,7 @@ nats-server 2.9 has no per-key TTL (the ``Nats-TTL`` header is silently ignored 
   treated as free and replaced with compare-and-set.
 
 ``processed``/``failed`` totals are counted in process and added to a per-queue counter key at
-most once a second (and before :meth:`stats` reads them), not once per message.
+most once a second (and before ``stats`` reads them), not once per message.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from nats.js.api import KeyValueConfig, StorageType
@@ -30,7 +30,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from workhive.backend import WorkerInfo
-from workhive.backends.nats.base import NatsBase, logger
+from workhive.backends.nats.connection import NatsConnection
 from workhive.backends.nats.naming import key, token
 from workhive.errors import BackendError
 
@@ -38,21 +38,26 @@ _DAY = 86_400.0
 _ATTEMPTS = 50  # compare-and-set retries before giving up (only under extreme contention)
 
 
-class NatsCoordination(NatsBase):
-    """Claims, counters, heartbeats and totals."""
+class NatsCoordination:
+    """Claims, counters, heartbeats and totals in the KV buckets of one
+    :class:`~workhive.backends.nats.connection.NatsConnection`."""
 
-    _kv: dict[str, KeyValue]
-    _totals: dict[str, list[int]]
+    def __init__(self, conn: NatsConnection) -> None:
+        self._conn = conn
+        self._names = conn.names
+        self._kv: dict[str, KeyValue] = {}
+        self._totals: dict[str, list[int]] = {}  # queue -> [processed, failed] not yet added
 
-    async def _create_buckets(self) -> None:
-        n, s = self.names, self.settings
+    async def create_buckets(self) -> None:
+        """Create (or open) the buckets; part of opening the backend."""
+        n, s = self._names, self._conn.settings
         plan = [(n.keys, None), (n.idem, s.idempotency_ttl), (n.ticks, 8 * _DAY),
                 (n.counters, None), (n.workers, 3600.0)]
         self._kv = {}
         for bucket, ttl in plan:
             config = KeyValueConfig(bucket=bucket, history=1, ttl=ttl, storage=StorageType.FILE,
                                     replicas=s.replicas)
-            self._kv[bucket] = await self._guard(self.js.create_key_value(config))
+            self._kv[bucket] = await self._conn.guard(self._conn.js.create_key_value(config))
 
     async def _cas(self, bucket: str, k: str,
                    change: Callable[[Any], tuple[Any, Any]]) -> Any:
@@ -61,7 +66,7 @@ class NatsCoordination(NatsBase):
         kv = self._kv[bucket]
         for _ in range(_ATTEMPTS):
             try:
-                entry = await self._guard(kv.get(k))
+                entry = await self._conn.guard(kv.get(k))
                 current, revision = json.loads(entry.value or b"null"), entry.revision
             except KeyNotFoundError:
                 current, revision = None, 0
@@ -71,9 +76,9 @@ class NatsCoordination(NatsBase):
             data = json.dumps(new).encode()
             try:
                 if revision:
-                    await self._guard(kv.update(k, data, last=revision))
+                    await self._conn.guard(kv.update(k, data, last=revision))
                 else:
-                    await self._guard(kv.create(k, data))
+                    await self._conn.guard(kv.create(k, data))
                 return result
             except KeyWrongLastSequenceError:
                 await asyncio.sleep(0)
@@ -84,7 +89,7 @@ class NatsCoordination(NatsBase):
     async def claim_tick(self, job: str, tick: float) -> bool:
         k = f"{key('t', job)}.{round(tick * 1000)}"
         try:
-            await self._guard(self._kv[self.names.ticks].create(k, b"1"))
+            await self._conn.guard(self._kv[self._names.ticks].create(k, b"1"))
             return True
         except KeyWrongLastSequenceError:
             return False
@@ -98,7 +103,7 @@ class NatsCoordination(NatsBase):
                 return None, (False, (window + 1) * period - now)
             return [window, count + 1], (True, 0.0)
 
-        result: tuple[bool, float] = await self._cas(self.names.counters, key("w", name), change)
+        result: tuple[bool, float] = await self._cas(self._names.counters, key("w", name), change)
         return result
 
     async def take_token(self, name: str, rate: float, burst: int) -> tuple[bool, float]:
@@ -110,7 +115,7 @@ class NatsCoordination(NatsBase):
                 return [tokens - 1.0, now], (True, 0.0)
             return [tokens, now], (False, (1.0 - tokens) / rate)
 
-        result: tuple[bool, float] = await self._cas(self.names.counters, key("b", name), change)
+        result: tuple[bool, float] = await self._cas(self._names.counters, key("b", name), change)
         return result
 
     # -- claims (unique keys, Coordination.claim_key) ----------------------------------------
@@ -122,30 +127,30 @@ class NatsCoordination(NatsBase):
                 return None, value["h"]
             return {"h": holder, "x": None if ttl is None else now + ttl}, holder
 
-        owner: str = await self._cas(self.names.keys, key("c", name), change)
+        owner: str = await self._cas(self._names.keys, key("c", name), change)
         return owner
 
     async def release_key(self, name: str, holder: str) -> None:
-        kv, k = self._kv[self.names.keys], key("c", name)
+        kv, k = self._kv[self._names.keys], key("c", name)
         try:
-            entry = await self._guard(kv.get(k))
+            entry = await self._conn.guard(kv.get(k))
         except KeyNotFoundError:
             return
         value = json.loads(entry.value or b"null")
         if value and value["h"] == holder:
             with contextlib.suppress(KeyWrongLastSequenceError):  # someone else took it
-                await self._guard(kv.delete(k, last=entry.revision))
+                await self._conn.guard(kv.delete(k, last=entry.revision))
 
-    async def _claim_idempotency(self, name: str, holder: str) -> str:
+    async def claim_idempotency(self, name: str, holder: str) -> str:
         """Holder of an idempotency key; kept for the bucket's TTL (24 h by default)."""
-        kv, k = self._kv[self.names.idem], key("i", name)
+        kv, k = self._kv[self._names.idem], key("i", name)
         for _ in range(_ATTEMPTS):
             try:
-                await self._guard(kv.create(k, holder.encode()))
+                await self._conn.guard(kv.create(k, holder.encode()))
                 return holder
             except KeyWrongLastSequenceError:
                 try:
-                    return ((await self._guard(kv.get(k))).value or b"").decode()
+                    return ((await self._conn.guard(kv.get(k))).value or b"").decode()
                 except KeyNotFoundError:
                     continue  # expired between the two calls
         raise BackendError("idempotency key kept conflicting")
@@ -156,12 +161,13 @@ class NatsCoordination(NatsBase):
         record = _worker_dict(info)
         record["expires"] = time.time() + ttl
         data = json.dumps(record).encode()
-        await self._guard(self._kv[self.names.workers].put(key("w", info.id), data))
+        await self._conn.guard(self._kv[self._names.workers].put(key("w", info.id), data))
 
     async def workers(self) -> list[WorkerInfo]:
         now, out = time.time(), []
-        async for msg in self._scan(f"KV_{self.names.workers}", f"$KV.{self.names.workers}.>",
-                                    last_per_subject=True):
+        bucket = self._names.workers
+        async for msg in self._conn.scan(f"KV_{bucket}", f"$KV.{bucket}.>",
+                                         last_per_subject=True):
             if not msg.data:
                 continue  # a delete marker
             record = json.loads(msg.data)
@@ -170,16 +176,19 @@ class NatsCoordination(NatsBase):
         return out
 
     async def forget_worker(self, worker_id: str) -> None:
-        await self._guard(self._kv[self.names.workers].purge(key("w", worker_id)))
+        await self._conn.guard(self._kv[self._names.workers].purge(key("w", worker_id)))
 
     # -- totals -----------------------------------------------------------------------------
 
-    def _count(self, queue: str, processed: int, failed: int) -> None:
+    def count(self, queue: str, processed: int, failed: int) -> None:
+        """Add settled messages to the in-process totals (written by :meth:`flush_totals`)."""
         totals = self._totals.setdefault(queue, [0, 0])
         totals[0] += processed
         totals[1] += failed
 
-    async def _flush_totals(self) -> None:
+    async def flush_totals(self) -> None:
+        """Add the in-process totals to the counter keys; what fails to be written is kept
+        for the next flush."""
         pending, self._totals = self._totals, {}
         try:
             for queue, (done, failed) in pending.items():
@@ -187,32 +196,23 @@ class NatsCoordination(NatsBase):
                     p0, f0 = value if value else (0, 0)
                     return [p0 + d, f0 + f], None
 
-                await self._cas(self.names.counters, f"s.{token(queue)}", change)
+                await self._cas(self._names.counters, f"s.{token(queue)}", change)
                 pending[queue] = [0, 0]
         finally:
             for queue, (done, failed) in pending.items():
                 if done or failed:
-                    self._count(queue, done, failed)
+                    self.count(queue, done, failed)
 
-    async def _read_totals(self) -> dict[str, tuple[int, int]]:
-        bucket = self.names.counters
+    async def read_totals(self) -> dict[str, tuple[int, int]]:
+        """Queue token -> (processed, failed) as stored (flush first to include this process)."""
+        bucket = self._names.counters
         out: dict[str, tuple[int, int]] = {}
-        async for msg in self._scan(f"KV_{bucket}", f"$KV.{bucket}.s.*", last_per_subject=True):
+        async for msg in self._conn.scan(f"KV_{bucket}", f"$KV.{bucket}.s.*",
+                                         last_per_subject=True):
             if msg.data:
                 done, failed = json.loads(msg.data)
                 out[msg.subject.rsplit(".", 1)[1]] = (done, failed)
         return out
-
-    async def _every(self, seconds: float, call: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await call()
-            except Exception as exc:  # the next round retries; never kill the loop
-                self._note(exc)
-
-    def _note(self, exc: BaseException) -> None:
-        logger.warning("nats background call failed: %s", self.settings.redact(str(exc)))
 
 
 def _worker_dict(info: WorkerInfo) -> dict[str, Any]:

@@ -4,12 +4,17 @@
 tables live in one schema (default ``workhive``), so several apps share a database and tests
 isolate by schema; :meth:`PostgresBackend.open` creates it idempotently under an advisory lock.
 
+Layers: the shared SQL engine (:class:`~workhive.backends._sql.backend.SQLBackend`) does events,
+cron, counters, dead letters, inspection, results and the task browser; this module adds the
+transport (enqueue, fetch and its waiting, settle, extend), whose statements are in ``queue``,
+over the pool and listener of ``database``.
+
 Claims: one ``UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` statement
 (several queues through a lateral join, in the given order, strictly, like memory/sqlite), so
 concurrent workers never get the same row and never wait on each other's rows. Settle, enqueue
 and extend are one statement per batch (arrays through ``unnest``).
 
-Clock: the database's (see :mod:`workhive.backends.postgres.sql`). Lease deadlines, windows,
+Clock: the database's (see :mod:`workhive.backends.postgres.queue`). Lease deadlines, windows,
 heartbeats and "now" in a claim all come from ``clock_timestamp()`` in SQL; an envelope's eta is
 sent as a delay relative to the client's clock and added to the database clock.
 
@@ -32,17 +37,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from workhive._envelope import Envelope, encode
+from workhive._envelope import Envelope
 from workhive.backend import Capability, Delivery, EnqueueResult, Features, Settlement
-from workhive.backends.postgres.browse import PostgresBrowse
-from workhive.backends.postgres.connection import PostgresConnection
-from workhive.backends.postgres.extras import PostgresExtras
-from workhive.backends.postgres.history import PostgresHistory
-from workhive.backends.postgres.pauses import PostgresPauses
-from workhive.backends.postgres.results import PostgresResults
+from workhive.backends._sql.backend import SQLBackend
+from workhive.backends._sql.engine import run_async
+from workhive.backends.postgres.database import PostgresDatabase
 from workhive.backends.postgres.settings import PostgresSettings
 
 __all__ = ["PostgresBackend", "PostgresSettings"]
@@ -51,16 +53,9 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 1000  # envelopes per enqueue statement
 _MIN_SLEEP = 0.002  # floor for "due now" waits: rows another claim holds locked for a moment
-_HOUSEKEEP_EVERY = 300.0
 
 
-def _keyed(envelope: Envelope) -> bool:
-    """Whether storing it must look at a unique or idempotency key (the SQL function)."""
-    return envelope.idempotency_key is not None or envelope.unique_key is not None
-
-
-class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, PostgresHistory,
-                      PostgresPauses, PostgresBrowse):
+class PostgresBackend(SQLBackend):
     """Durable queue, delays, priorities, leases, DLQ, events, cron, counters, inspection,
     task results and cancel; task history, paused queues and task listing for the dashboard.
 
@@ -74,8 +69,10 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
     features = Features(frozenset(Capability), lease="timed", results=True, cancel=True)
 
     def __init__(self, settings: PostgresSettings) -> None:
-        super().__init__(settings)
-        self._next_housekeeping = 0.0
+        self.settings = settings
+        self._pg = PostgresDatabase(settings)
+        self._sql = self._pg.sql
+        super().__init__(self._pg)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresBackend:
@@ -85,12 +82,15 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
     def __repr__(self) -> str:
         return f"PostgresBackend({self.settings.redacted_url!r}, schema={self.settings.schema!r})"
 
-    async def __aenter__(self) -> PostgresBackend:
-        await self.open()
-        return self
+    async def wipe(self) -> None:
+        """Drop the whole schema (tests, benchmarks); works on a closed backend too."""
+        await self._pg.wipe()
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    @contextlib.asynccontextmanager
+    async def _conn(self, doing: str) -> AsyncIterator[Any]:
+        """A pooled connection (opening the backend on first use), driver errors translated."""
+        async with self._pg.conn(doing) as con:
+            yield con
 
     # -- core -----------------------------------------------------------------------------
 
@@ -100,41 +100,12 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             return []
         results: list[EnqueueResult] = []
         for start in range(0, len(envelopes), _CHUNK):
-            async with self._conn("enqueue") as con:
-                results += await self._enqueue_on(con, envelopes[start : start + _CHUNK])
+            async with self._pg.conn("enqueue") as con:
+                results += await run_async(con, self._pg.insert(envelopes[start:start + _CHUNK]))
         if results:
-            self._notify_local()
+            self._pg.woke()
         await self._housekeep()
         return results
-
-    async def _enqueue_on(self, con: Any, envelopes: Sequence[Envelope]) -> list[EnqueueResult]:
-        """Insert and ``pg_notify`` in one statement (keyed batches through the SQL function)."""
-        if len(envelopes) == 1 and not _keyed(envelopes[0]):
-            return await self._enqueue_one(con, envelopes[0])
-        now = time.time()
-        ids = [e.id for e in envelopes]
-        queues = [e.queue for e in envelopes]
-        prios = [e.priority for e in envelopes]
-        delays = [0.0 if e.eta is None else e.eta - now for e in envelopes]
-        bodies = [encode(e) for e in envelopes]
-        if not any(_keyed(e) for e in envelopes):
-            await con.fetchval(self._sql.enqueue, ids, queues, prios, delays, bodies,
-                               self.settings.channel)
-            return [EnqueueResult(i) for i in ids]
-        rows = await con.fetch(
-            self._sql.enqueue_keyed, ids, queues, prios, delays,
-            [e.unique_key for e in envelopes], [e.idempotency_key for e in envelopes], bodies,
-            self.settings.idempotency_ttl, self.settings.channel,
-        )
-        return [EnqueueResult(r[0], duplicate=r[1]) for r in rows]
-
-    async def _enqueue_one(self, con: Any, e: Envelope) -> list[EnqueueResult]:
-        """One envelope without keys: a plain ``INSERT`` and its ``pg_notify`` in one statement,
-        which autocommit makes one round trip (no arrays to build and unpack)."""
-        delay = 0.0 if e.eta is None else e.eta - time.time()
-        await con.execute(self._sql.enqueue_one, e.id, e.queue, e.priority, delay, encode(e),
-                          self.settings.channel)
-        return [EnqueueResult(e.id)]
 
     async def fetch(
         self, queues: Sequence[str], limit: int, *, lease: float, wait: float
@@ -146,13 +117,14 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
         """
         if not queues or limit <= 0:
             return []
+        pg = self._pg
         until = time.monotonic() + max(wait, 0.0)
-        generation = self._generation
-        listening = wait > 0 and await self._ensure_listener()
+        generation = pg.generation
+        listening = wait > 0 and await pg.ensure_listener()
         while True:
-            woken = self._wake_event()
+            woken = pg.wake_event()
             claim = asyncio.ensure_future(self._claim(list(queues), limit, lease, wait > 0))
-            self._track(claim)
+            pg.track(claim)
             try:
                 deliveries, due_in = await asyncio.shield(claim)
             except asyncio.CancelledError:
@@ -161,7 +133,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             if deliveries:
                 return deliveries
             remaining = until - time.monotonic()
-            if remaining <= 0 or generation != self._generation:
+            if remaining <= 0 or generation != pg.generation:
                 return []
             timeout = min(remaining, self.settings.poll_every)
             if due_in is not None:
@@ -169,10 +141,10 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await woken.wait()
-            if generation != self._generation:
+            if generation != pg.generation:
                 return []
             if wait > 0 and not listening:
-                listening = await self._ensure_listener()
+                listening = await pg.ensure_listener()
 
     async def _claim(
         self, queues: list[str], limit: int, lease: float, want_due: bool
@@ -180,7 +152,7 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
         """Claim from the queues in order, in one statement; when nothing was ready and
         ``want_due``, also return the seconds until the earliest row becomes due."""
         token = secrets.randbits(62) | 1
-        async with self._conn("fetch") as con:
+        async with self._pg.conn("fetch") as con:
             if len(queues) == 1:
                 rows = await con.fetch(self._sql.claim, queues[0], limit, token, float(lease))
                 out = [Delivery(queues[0], bytes(body), (seq, token)) for seq, body in rows]
@@ -198,11 +170,11 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             return
         deliveries = claim.result()[0]
         if deliveries:
-            self._track(asyncio.ensure_future(self._release(deliveries)))
+            self._pg.track(asyncio.ensure_future(self._release(deliveries)))
 
     async def _release(self, deliveries: Sequence[Delivery]) -> None:
         try:
-            async with self._conn("release") as con:
+            async with self._pg.conn("release") as con:
                 await con.execute(self._sql.release, [d.receipt[0] for d in deliveries],
                                   [d.receipt[1] for d in deliveries])
         except Exception as exc:  # background: nothing to raise to; the lease expires anyway
@@ -222,35 +194,16 @@ class PostgresBackend(PostgresConnection, PostgresExtras, PostgresResults, Postg
             bodies.append(s.body if s.action in ("retry", "dead") else None)
             delays.append(s.eta - now if s.action == "retry" else 0.0)
             reasons.append(s.reason)
-        async with self._conn("settle") as con:
+        async with self._pg.conn("settle") as con:
             requeued = await con.fetchval(self._sql.settle, seqs, tokens, actions, bodies,
                                           delays, reasons, self.settings.channel)
         if requeued:
-            self._notify_local()
+            self._pg.woke()
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         """Push still-held leases ``lease`` seconds past the database's now."""
         if not deliveries:
             return
-        async with self._conn("extend") as con:
+        async with self._pg.conn("extend") as con:
             await con.execute(self._sql.extend, [d.receipt[0] for d in deliveries],
                               [d.receipt[1] for d in deliveries], float(lease))
-
-    async def _housekeep(self) -> None:
-        """Every few minutes per client: drop expired keys/claims/windows/ticks/results/cancel
-        flags and history older than two days, compact totals.
-
-        Only one client at a time does it (try-lock); failures are logged, never raised, since
-        the caller's own write already succeeded.
-        """
-        if time.monotonic() < self._next_housekeeping:
-            return
-        self._next_housekeeping = time.monotonic() + _HOUSEKEEP_EVERY
-        try:
-            async with self._conn("housekeeping") as con, con.transaction():
-                if await con.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                      f"workhive:housekeeping:{self.settings.schema}"):
-                    for statement in self._sql.housekeeping:
-                        await con.execute(statement)
-        except Exception as exc:
-            logger.warning("postgres housekeeping failed: %s", exc)

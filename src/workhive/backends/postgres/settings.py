@@ -60,6 +60,11 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+#: every error the driver raises, for ``except`` clauses that hand it to :meth:`translate`
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+    *UNREACHABLE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,22 +155,23 @@ class PostgresSettings:
         return redact_url(self.url, password=self.password)
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> PostgresSettings:
+    def from_url(cls, url: str, *, what: str = "postgres", **options: Any) -> PostgresSettings:
         """Parse ``url`` plus keyword ``options`` (which win over query parameters).
 
         Unknown options and values of the wrong type raise :class:`ConfigError`; the message
-        never contains the password.
+        never contains the password. ``what`` names the URL's user in those messages (the
+        command log passes ``"postgres log"``).
         """
         try:
             parts = urlsplit(url)
             password = parts.password
             port = parts.port  # validates the port
         except ValueError as exc:
-            raise ConfigError(f"invalid postgres url {redact_url(url)!r}: "
+            raise ConfigError(f"invalid {what} url {redact_url(url)!r}: "
                               f"{_scrub(str(exc), url)}") from None
         scheme = parts.scheme.lower()
         if scheme not in _SCHEMES:
-            raise ConfigError(f"not a postgres url (scheme {scheme!r}); expected postgresql://")
+            raise ConfigError(f"not a {what} url (scheme {scheme!r}); expected postgresql://")
         if password is not None:
             password = unquote(password)
         password = password or os.environ.get("PGPASSWORD") or None
@@ -185,7 +191,7 @@ class PostgresSettings:
                 continue
             if key not in _CONVERT:
                 known = ", ".join(sorted([*_CONVERT, *_PASSTHROUGH]))
-                raise ConfigError(f"unknown postgres option {key!r}; known: {known}")
+                raise ConfigError(f"unknown {what} option {key!r}; known: {known}")
             values[key] = _coerce(key, value)
         return cls(**values)
 

@@ -1,7 +1,8 @@
 """Inspection and clean-up for the ``rabbitmq`` backend: queue counts and ``wipe``.
 
 Why apart: counting is read-only plumbing with its own subtlety (delay levels this process never
-declared, messages between two levels), and none of it is on the hot path.
+declared, messages between two levels), and none of it is on the hot path. It is built on the
+:class:`~workhive.backends.rabbitmq.broker.Broker` alone, so it reads on its own.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from aiormq.exceptions import ChannelNotFoundEntity
 
 from workhive.backend import QueueStats
 from workhive.backends.rabbitmq import topology
-from workhive.backends.rabbitmq.base import RabbitMQBase
+from workhive.backends.rabbitmq.broker import Broker
 from workhive.backends.rabbitmq.connection import DRIVER_ERRORS
 
 
-class RabbitMQAdmin(RabbitMQBase):
-    """``stats`` (for ``run(until_idle=True)`` and the inspector) and ``wipe`` (tests)."""
+class RabbitMQAdmin:
+    """``stats`` (for ``run(until_idle=True)`` and the inspector) and ``wipe`` (tests), over
+    one :class:`Broker`."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
 
     async def stats(self) -> list[QueueStats]:
         """Per workhive queue used by this process, and ``default`` (a fresh process, such as
@@ -32,10 +37,10 @@ class RabbitMQAdmin(RabbitMQBase):
         queue) is briefly in neither, and an undercount would end ``run(until_idle=True)``
         early.
         """
+        broker, names = self._broker, self._broker.names
         try:
-            if not self._conn.is_open:
-                await self.open()
-            queues = sorted(self._declared)
+            await broker.connect()
+            queues = sorted(broker.declared)
             best = {q: QueueStats(q) for q in queues}
             if "default" not in best and await self._exists("default"):
                 queues.append("default")
@@ -44,26 +49,26 @@ class RabbitMQAdmin(RabbitMQBase):
                 if round_:
                     await asyncio.sleep(0.01)
                 delayed = await self._delayed()
-                channel = await self._conn.channel()
-                in_flight = self._consumers.in_flight()
+                channel = await broker.conn.channel()
+                in_flight = broker.consumers.in_flight()
                 for q in queues:
                     ready = 0
-                    for band in range(self.names.bands_of(q)):
-                        ready += await topology.ready_count(channel, self.names.physical(q, band))
+                    for band in range(names.bands_of(q)):
+                        ready += await topology.ready_count(channel, names.physical(q, band))
                     stat = best[q]
                     stat.ready = max(stat.ready, ready)
                     stat.delayed = max(stat.delayed, delayed)
                     stat.in_flight = max(stat.in_flight, in_flight.get(q, 0))
         except DRIVER_ERRORS as exc:
-            raise self.settings.error(exc, "stats") from None
+            raise broker.settings.error(exc, "stats") from None
         return list(best.values())
 
     async def _exists(self, queue: str) -> bool:
         """Whether another process declared this workhive queue (probed on a throwaway
         channel: a passive declare of a missing queue closes its channel)."""
-        async with self._conn.throwaway_channel() as probe:
+        async with self._broker.conn.throwaway_channel() as probe:
             try:
-                await topology.ready_count(probe, self.names.physical(queue, 0))
+                await topology.ready_count(probe, self._broker.names.physical(queue, 0))
             except ChannelNotFoundEntity:
                 return False
         return True
@@ -72,18 +77,19 @@ class RabbitMQAdmin(RabbitMQBase):
         """Messages in all delay levels. Levels this process has not seen may have been
         declared by another one; they are probed (passive declares, bottom up, until the first
         missing one) on a throwaway channel, because a missing queue closes the channel."""
-        channel = await self._conn.channel()
+        broker, levels = self._broker, self._broker.names.levels
+        channel = await broker.conn.channel()
         total = 0
-        for level in range(self._levels):
-            total += await topology.ready_count(channel, self.names.levels[level])
-        if self._levels < topology.LEVELS:
-            async with self._conn.throwaway_channel() as probe:
-                for level in range(self._levels, topology.LEVELS):
+        for level in range(broker.levels):
+            total += await topology.ready_count(channel, levels[level])
+        if broker.levels < topology.LEVELS:
+            async with broker.conn.throwaway_channel() as probe:
+                for level in range(broker.levels, topology.LEVELS):
                     try:
-                        total += await topology.ready_count(probe, self.names.levels[level])
+                        total += await topology.ready_count(probe, levels[level])
                     except ChannelNotFoundEntity:
                         break
-                    self._levels = level + 1
+                    broker.levels = level + 1
         return total
 
     async def wipe(self, queues: Sequence[str] = ()) -> None:
@@ -91,19 +97,19 @@ class RabbitMQAdmin(RabbitMQBase):
         ``queues`` (workhive names, e.g. ``"@billing"``) and every queue this instance
         declared (tests, benchmarks). AMQP cannot list queues, so queues only other processes
         made are not found: name them, or give each test run its own vhost."""
-        names = {*self._declared, *queues, "default"}
-        await self.close()  # drops this instance's consumers, which would redeclare queues
+        broker, names = self._broker, self._broker.names
+        wiped = {*broker.declared, *queues, "default"}
+        await broker.close()  # drops this instance's consumers, which would redeclare queues
         try:
-            await self.open()
-            channel = await self._conn.channel()
-            for queue in names:
-                for band in range(self.names.bands_of(queue)):
-                    await channel.queue_delete(self.names.physical(queue, band))
-            for name in (*self.names.levels, self.names.dead):  # missing ones: a no-op
+            await broker.open()
+            channel = await broker.conn.channel()
+            for queue in wiped:
+                for band in range(names.bands_of(queue)):
+                    await channel.queue_delete(names.physical(queue, band))
+            for name in (*names.levels, names.dead):  # missing ones: a no-op
                 await channel.queue_delete(name)
-            for name in (*self.names.levels, self.names.deliver, self.names.events):
+            for name in (*names.levels, names.deliver, names.events):
                 await channel.exchange_delete(name)
         except DRIVER_ERRORS as exc:
-            raise self.settings.error(exc, "wipe") from None
-        self._declared.clear()
-        self._levels, self._dead, self._exchanges = 0, False, False
+            raise broker.settings.error(exc, "wipe") from None
+        broker.forget()

@@ -15,6 +15,10 @@ Why it looks like this (details in ``docs/rabbitmq.md``):
 * **Delays** use binary TTL levels (:mod:`.topology`): never early, at most about 1 s late.
 * **Retry / dead** publish the next message with a publisher confirm, then ack the delivery;
   a crash in between runs that attempt once more, never loses it.
+
+This module holds that transport. The connection, the band consumers and the topology declared
+so far belong to one :class:`~workhive.backends.rabbitmq.broker.Broker`; queue counts and
+``wipe`` are a part of their own built on it (:mod:`~workhive.backends.rabbitmq.admin`).
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ from typing import Any
 
 from workhive._envelope import Envelope, encode
 from workhive.backend import (
+    Capability,
     Delivery,
     EnqueueResult,
+    Features,
+    QueueStats,
     Settlement,
     band_of,
     event_queue,
@@ -36,6 +43,7 @@ from workhive.backend import (
 )
 from workhive.backends.rabbitmq import topology
 from workhive.backends.rabbitmq.admin import RabbitMQAdmin
+from workhive.backends.rabbitmq.broker import Broker
 from workhive.backends.rabbitmq.connection import DRIVER_ERRORS, Outgoing
 from workhive.backends.rabbitmq.consumer import STARTUP_WAIT, BandConsumer, Receipt
 from workhive.backends.rabbitmq.settings import RabbitMQSettings
@@ -47,15 +55,54 @@ PREFETCH_FACTOR = 2
 PREFETCH_CAP = 1000
 
 
-class RabbitMQBackend(RabbitMQAdmin):
+class RabbitMQBackend:
     """Durable tasks and events on RabbitMQ (aio-pika RobustConnection). Build it with
-    :meth:`from_url`; one instance serves any number of coroutines of one process."""
+    :meth:`from_url`; one instance serves any number of coroutines of one process.
+
+    The transport (enqueue, fetch, settle, events) is here; the connection and declared
+    topology are the :class:`Broker`'s, and ``stats`` and ``wipe`` hand the call to the
+    admin part built on it."""
+
+    name = "rabbitmq"
+
+    def __init__(self, settings: RabbitMQSettings) -> None:
+        self.settings = settings
+        self.features = Features(
+            frozenset({Capability.QUEUE, Capability.DELAY, Capability.PRIORITY,
+                       Capability.EVENTS}),
+            lease="session",
+            max_hold=settings.consumer_timeout,
+            priority_bands=settings.priority_bands,
+            delay_resolution=1.0,
+        )
+        broker = self._broker = Broker(settings)
+        self.names = broker.names
+        self._conn = broker.conn  # one Connection for the instance's life (reopened in place)
+        self._admin = RabbitMQAdmin(broker)
+        self._capacity: int | None = None  # the worker's concurrency, when it said
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RabbitMQBackend:
         """``amqp://user:password@host:5672/vhost?exchange=app`` plus options (see
         :class:`~workhive.backends.rabbitmq.settings.RabbitMQSettings`)."""
         return cls(RabbitMQSettings.from_url(url, **options))
+
+    def __repr__(self) -> str:
+        return (f"RabbitMQBackend({self.settings.redacted_url!r}, "
+                f"exchange={self.settings.exchange!r})")
+
+    def set_capacity(self, slots: int) -> None:
+        """The worker's concurrency: every band consumer's prefetch window (set before the
+        first fetch; RobustChannel restores one qos per channel, so it is fixed then)."""
+        self._capacity = max(1, min(slots, 1000))
+
+    async def open(self) -> None:
+        """Connect and declare the exchanges (queues come on first use). Idempotent."""
+        await self._broker.open()
+
+    async def close(self) -> None:
+        """Close the connection; unacked deliveries go back to their queues now."""
+        await self._broker.close()
 
     # -- producing ------------------------------------------------------------------------
 
@@ -65,11 +112,11 @@ class RabbitMQBackend(RabbitMQAdmin):
             now = time.time()
             batch: list[Outgoing] = []
             for env in envelopes:
-                await self._ensure(env.queue)
+                await self._broker.ensure(env.queue)
                 band = band_of(env.priority, self.names.bands_of(env.queue))
                 delay = env.eta - now if env.eta is not None else 0.0
-                batch.append(await self._outgoing(self.names.physical(env.queue, band),
-                                                  encode(env), env.id, delay))
+                physical = self.names.physical(env.queue, band)
+                batch.append(await self._broker.outgoing(physical, encode(env), env.id, delay))
             await self._conn.publish(batch)
         except DRIVER_ERRORS as exc:
             raise self.settings.error(exc, "enqueue") from None
@@ -79,7 +126,7 @@ class RabbitMQBackend(RabbitMQAdmin):
         """Declare the group's quorum queue and bind it to the events exchange."""
         queue = event_queue(group)
         try:
-            await self._ensure(queue)
+            await self._broker.ensure(queue)
             channel = await self._conn.channel()
             await channel.queue_bind(self.names.physical(queue, 0), self.names.events,
                                      routing_key=to_amqp(pattern))
@@ -91,10 +138,7 @@ class RabbitMQBackend(RabbitMQAdmin):
         if not envelope.name or len(envelope.name.encode()) > 255:
             raise BackendError(f"rabbitmq event names must be 1..255 bytes: {envelope.name!r}")
         try:
-            if not self._conn.is_open:
-                await self.open()
-            if not self._exchanges:
-                await self._declare_exchanges()
+            await self._broker.ensure_exchanges()
             await self._conn.publish(
                 [Outgoing(self.names.events, envelope.name, encode(envelope), envelope.id)],
                 mandatory=False)
@@ -114,13 +158,13 @@ class RabbitMQBackend(RabbitMQAdmin):
         if limit <= 0 or not queues:
             return []
         bands = {q: self.names.bands_of(q) for q in queues}
-        missing = self._consumers.missing(queues, bands)
+        missing = self._broker.consumers.missing(queues, bands)
         if missing:
             try:
                 await self._start(missing, limit)
             except DRIVER_ERRORS as exc:
                 raise self.settings.error(exc, "consume") from None
-        consumers = self._consumers
+        consumers = self._broker.consumers
         deadline = time.monotonic() + max(wait, 0.0)
         while True:
             consumers.arrived.clear()
@@ -138,25 +182,25 @@ class RabbitMQBackend(RabbitMQAdmin):
         """Declare and consume the band queues not consumed yet; the first call fixes the
         prefetch of every consumer (RobustChannel restores one qos per channel)."""
         for queue in dict.fromkeys(q for q, _ in missing):
-            await self._ensure(queue)
+            await self._broker.ensure(queue)
         channel = self._conn.consumer
         if channel is None:
             raise BackendError("rabbitmq backend is closed")
-        if self._consumers.prefetch is None:
+        if self._broker.consumers.prefetch is None:
             # the worker's concurrency, and at least two per consumer: a band then holds its
             # next message while one runs, which keeps band order without waiting on the broker
             prefetch = max(self._capacity or 1, min(PREFETCH_CAP, PREFETCH_FACTOR * limit))
             await channel.set_qos(prefetch_count=prefetch)
-            self._consumers.prefetch = prefetch
+            self._broker.consumers.prefetch = prefetch
         for queue, band in missing:
             physical = self.names.physical(queue, band)
             declared = await channel.declare_queue(physical, durable=True,
                                                    arguments=topology.QUORUM)
-            consumer = BandConsumer(self._consumers, queue, band, physical)
+            consumer = BandConsumer(self._broker.consumers, queue, band, physical)
             if declared.declaration_result.message_count:
                 consumer.expect_until = time.monotonic() + STARTUP_WAIT
             await declared.consume(consumer)
-            self._consumers.by_key[(queue, band)] = consumer  # only once it really consumes
+            self._broker.consumers.by_key[(queue, band)] = consumer  # only once it really consumes
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         """Publish retries and dead letters (confirmed), then ack / nack, in order.
@@ -204,7 +248,7 @@ class RabbitMQBackend(RabbitMQAdmin):
                 r.done = True  # the channel died under us: the broker has it back
                 continue
             r.consumer.settled(r)
-        await self._consumers.ack(acks)
+        await self._broker.consumers.ack(acks)
         if error is not None:
             raise error
 
@@ -213,10 +257,9 @@ class RabbitMQBackend(RabbitMQAdmin):
         body = s.body or s.delivery.body
         mid = f"{s.envelope.id if s.envelope else r.message.message_id}:{s.action}"
         if s.action == "retry":
-            return await self._outgoing(r.consumer.physical, body, mid, s.eta - time.time())
-        if not self._dead:
-            await topology.declare_dead(await self._conn.channel(), self.names)
-            self._dead = True
+            delay = s.eta - time.time()
+            return await self._broker.outgoing(r.consumer.physical, body, mid, delay)
+        await self._broker.ensure_dead()
         headers = {"reason": s.reason, "queue": s.delivery.queue,
                    "failed_at": f"{time.time():.3f}"}  # str: pamqp sends floats as 32-bit
         if s.envelope is not None:
@@ -226,3 +269,13 @@ class RabbitMQBackend(RabbitMQAdmin):
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         """Nothing to do: a delivery is held for as long as the connection lives."""
         return None
+
+    # -- admin: each method hands the call to :class:`RabbitMQAdmin` -----------------------
+
+    async def stats(self) -> list[QueueStats]:
+        """Ready, in-flight and delayed counts (see :meth:`RabbitMQAdmin.stats`)."""
+        return await self._admin.stats()
+
+    async def wipe(self, queues: Sequence[str] = ()) -> None:
+        """Delete this prefix's topology and queues (see :meth:`RabbitMQAdmin.wipe`)."""
+        await self._admin.wipe(queues)

@@ -26,6 +26,15 @@ apply each slot's part. A master that is down fails only its own slots: fetch sk
 while (``_Outages``) and serves the others; settle keeps their part and applies it on a later
 call (``_deferred``), so the worker's other queues keep flowing; only when nothing could be
 reached does a call raise :class:`~workhive.errors.BackendUnavailable`.
+
+This module holds that transport. The other capabilities are parts of their own, each built on
+the one :class:`~workhive.backends.redis.connection.RedisConnection` (client, script calls,
+error translation) and readable alone: dead letters (:mod:`~workhive.backends.redis.dead`),
+statistics and workers (:mod:`~workhive.backends.redis.inspection`), claims, cron and limits
+(:mod:`~workhive.backends.redis.coordination`), results and cancel
+(:mod:`~workhive.backends.redis.results`), history and pauses
+(:mod:`~workhive.backends.redis.history`) and the task browser
+(:mod:`~workhive.backends.redis.browse`).
 """
 
 from __future__ import annotations
@@ -39,23 +48,29 @@ from typing import Any, TypeVar
 from workhive._envelope import Envelope, encode
 from workhive.backend import (
     Capability,
+    DeadLetter,
     Delivery,
     EnqueueResult,
     Features,
+    QueueStats,
     Settlement,
+    WorkerInfo,
     fan_out,
     topic_matches,
 )
 from workhive.backends.redis import lua
-from workhive.backends.redis.admin import RedisAdmin
-from workhive.backends.redis.base import Script
 from workhive.backends.redis.browse import RedisBrowse
+from workhive.backends.redis.connection import RedisConnection, Script
 from workhive.backends.redis.coordination import RedisCoordination
+from workhive.backends.redis.dead import RedisDeadLetters
 from workhive.backends.redis.history import RedisHistory
+from workhive.backends.redis.inspection import RedisInspection
 from workhive.backends.redis.keys import group
 from workhive.backends.redis.results import RedisResults
 from workhive.backends.redis.settings import RedisSettings
+from workhive.browse import QueuedTask, TaskState
 from workhive.errors import BackendError, BackendUnavailable
+from workhive.history import Bucket
 
 __all__ = ["RedisBackend", "RedisSettings"]
 
@@ -69,13 +84,10 @@ _EXTEND = Script(lua.EXTEND)
 _BIND = Script(lua.BIND)
 _BINDINGS = Script(lua.BINDINGS)
 _BIND_VERSION = Script(lua.BIND_VERSION)
-_HIT_WINDOW = Script(lua.HIT_WINDOW)
-_TAKE_TOKEN = Script(lua.TAKE_TOKEN)
 
 _CHUNK = 1000  # messages per script call: bounds how long one call blocks Redis
 _MAX_BLOCK = 5.0  # longest single BLPOP; re-checks leases of crashed workers at least this often
 _BLPOP_SLACK = 0.1  # Redis checks blocked-call timeouts every 1/hz s (hz=10 by default)
-_TICK_TTL = 8 * 86_400  # cron claims are remembered for 8 days
 _ACTION_CODES = {"ack": "a", "retry": "r", "dead": "d", "release": "l"}
 _MAX_DEFERRED = 100_000  # settlements kept for unreachable cluster nodes before giving up
 
@@ -120,13 +132,18 @@ class _Outages:
         return tried, [p for p in parts if self.resting(p[0])]
 
 
-class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, RedisBrowse):
+class RedisBackend:
     """Durable backend on one Redis, a Redis Cluster or a Sentinel-watched master; every
     capability of :mod:`workhive.backend`.
 
     Build it with :meth:`from_url` (``redis://``, ``rediss://``, ``unix://``,
     ``redis+cluster://``, ``redis+sentinel://``). One instance may be shared by many
     coroutines; it holds a redis-py connection pool.
+
+    The message transport (enqueue, fetch, settle, extend, events) is here; every other
+    capability is a part built on the same :class:`RedisConnection`, and the methods of the
+    "parts" section hand the call to it. ``clock`` replaces the Redis clock in scripts (tests
+    only, see :class:`RedisConnection`).
     """
 
     name = "redis"
@@ -135,7 +152,16 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
     def __init__(
         self, settings: RedisSettings, *, clock: Callable[[], float] | None = None
     ) -> None:
-        super().__init__(settings, clock=clock)
+        self.settings = settings
+        conn = self._conn = RedisConnection(settings, clock=clock)
+        self._keys, self._run, self._guard = conn.keys, conn.run, conn.guard  # the transport's
+        self._redis = conn.client  # the raw client, for white-box tests and benchmarks
+        self._dead = RedisDeadLetters(conn)
+        self._inspection = RedisInspection(conn)
+        self._coordination = RedisCoordination(conn)
+        self._results = RedisResults(conn)
+        self._history = RedisHistory(conn)
+        self._browse = RedisBrowse(conn)
         self._idem_ttl = str(int(settings.idempotency_ttl))
         self._max_block = min(_MAX_BLOCK, settings.socket_timeout * 0.8)
         self._bindings: tuple[str, list[tuple[str, str]]] | None = None
@@ -148,6 +174,14 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
     ) -> RedisBackend:
         """``redis://[:password@]host:port/db?prefix=app`` plus options (see RedisSettings)."""
         return cls(RedisSettings.from_url(url, **options), clock=clock)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.settings.redacted_url!r}, "
+                f"prefix={self.settings.prefix!r})")
+
+    async def open(self) -> None:
+        """Connect and check the server answers; idempotent (see :meth:`RedisConnection.open`)."""
+        await self._conn.open()
 
     async def close(self) -> None:
         """Apply settlements still kept for an unreachable node (once), then close the pool."""
@@ -162,14 +196,12 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
             if left:
                 logger.error("redis: %d settlement(s) could not reach their node; those "
                              "messages run again after their lease", left)
-        await super().close()
+        await self._conn.close()
 
-    def _queue_call(self, queues: Sequence[str]) -> tuple[list[str], list[Any]]:
-        """KEYS (one bundle per queue) and the leading ARGV of a queue script."""
-        keys: list[str] = []
-        for q in queues:
-            keys += self._keys.bundle(q)
-        return keys, [self._now(), len(queues), *queues]
+    async def wipe(self) -> None:
+        """Delete every key under this backend's prefix (tests, ``workhive`` resets); works on
+        a closed backend too."""
+        await self._conn.wipe()
 
     # -- core ----------------------------------------------------------------------------
 
@@ -216,7 +248,7 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
         """
         queues = list(dict.fromkeys(env.queue for env in envelopes))
         index = {q: i for i, q in enumerate(queues, 1)}
-        keys, args = self._queue_call(queues)
+        keys, args = self._conn.queue_call(queues)
         vk = rk = 0
         if version is not None:
             keys.append(self._keys.bind_ver)
@@ -263,7 +295,7 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
         """Add queues to the registry (``stats``, dead-letter listings) when it lives on
         another cluster node. Not fatal: the next enqueue registers them again."""
         try:
-            await self._register(queues)
+            await self._conn.register(queues)
         except BackendError as exc:
             logger.warning("redis: could not register queue(s) %s for stats (%s); the next "
                            "enqueue retries", ", ".join(queues[:5]), exc)
@@ -292,7 +324,7 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
                     break
                 if len(parts) > 1 and self._outages.resting(slot):
                     continue
-                keys, args = self._queue_call(qs)
+                keys, args = self._conn.queue_call(qs)
                 args += (lease_s, limit - len(out))
                 try:
                     raw = await self._run(_FETCH, keys, args)
@@ -446,7 +478,7 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
                     acks[s.delivery.queue] = []
                     queues.append(s.delivery.queue)
             index = {q: i for i, q in enumerate(queues, 1)}
-            keys, args = self._queue_call(queues)
+            keys, args = self._conn.queue_call(queues)
             for s in others:
                 d = s.delivery
                 action = s.action
@@ -484,7 +516,7 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
             chunk = deliveries[start : start + _CHUNK]
             queues = list(dict.fromkeys(d.queue for d in chunk))
             index = {q: i for i, q in enumerate(queues, 1)}
-            keys, args = self._queue_call(queues)
+            keys, args = self._conn.queue_call(queues)
             args.append(repr(float(lease)))
             for d in chunk:
                 args += (index[d.queue], d.receipt)
@@ -495,12 +527,12 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
     async def bind(self, pattern: str, group: str) -> None:
         """Persist that ``group`` receives events matching ``pattern`` (glob, see topic_matches)."""
         await self._run(_BIND, [self._keys.bindings, self._keys.bind_ver],
-                        [self._now(), pattern, group])
+                        [self._conn.now(), pattern, group])
         self._bindings = None
 
     async def _load_bindings(self) -> tuple[str, list[tuple[str, str]]]:
         raw = await self._run(_BINDINGS, [self._keys.bindings, self._keys.bind_ver],
-                              [self._now()])
+                              [self._conn.now()])
         pairs: list[tuple[str, str]] = []
         for field in raw[1:]:
             try:
@@ -534,40 +566,89 @@ class RedisBackend(RedisAdmin, RedisCoordination, RedisResults, RedisHistory, Re
                     self._bindings = None
                     continue
                 return len(copies)
-            current = await self._run(_BIND_VERSION, [self._keys.bind_ver], [self._now()])
+            current = await self._run(_BIND_VERSION, [self._keys.bind_ver], [self._conn.now()])
             if current.decode(errors="replace") != version:
                 self._bindings = None
                 continue
             await self._store_all(copies, scope=True)
             return len(copies)
 
-    # -- cron and counters -------------------------------------------------------------------
+    # -- parts: each method hands the call to the part that owns the concept ---------------
+
+    async def dead_letters(
+        self, queue: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self._dead.dead_letters(queue, limit, offset)
+
+    async def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        return await self._dead.replay_dead(ids, queue)
+
+    async def purge_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        return await self._dead.purge_dead(ids, queue)
+
+    async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:
+        await self._dead.keep_dead(letters)
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._inspection.stats()
+
+    async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
+        await self._inspection.heartbeat(info, ttl)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._inspection.workers()
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await self._inspection.forget_worker(worker_id)
+
+    async def claim_key(self, key: str, holder: str, ttl: float | None) -> str:
+        return await self._coordination.claim_key(key, holder, ttl)
+
+    async def release_key(self, key: str, holder: str) -> None:
+        await self._coordination.release_key(key, holder)
 
     async def claim_tick(self, job: str, tick: float) -> bool:
-        """``SET NX`` on ``(job, tick)``: exactly one caller wins, remembered for 8 days."""
-        key = self._keys.tick(job, tick)
-        won = await self._guard(lambda r: r.set(key, b"1", nx=True, ex=_TICK_TTL))
-        return bool(won)
+        return await self._coordination.claim_tick(job, tick)
 
     async def hit_window(self, key: str, period: float, limit: int) -> tuple[bool, float]:
-        """Fixed window aligned to multiples of ``period`` on the Redis clock.
-
-        Denied hits are not counted; ``retry_after`` is the time to the window's end.
-        """
-        if period <= 0:
-            raise ValueError(f"period must be > 0, got {period!r}")
-        raw = await self._run(_HIT_WINDOW, [self._keys.window(key, float(period))],
-                              [self._now(), repr(float(period)), int(limit)])
-        return bool(raw[0]), float(raw[1])
+        return await self._coordination.hit_window(key, period, limit)
 
     async def take_token(self, key: str, rate: float, burst: int) -> tuple[bool, float]:
-        """Token bucket (``rate`` tokens/s, at most ``burst``) on the Redis clock."""
-        if rate <= 0 or burst < 1:
-            raise ValueError(f"need rate > 0 and burst >= 1, got rate={rate!r} burst={burst!r}")
-        raw = await self._run(_TAKE_TOKEN, [self._keys.bucket(key)],
-                              [self._now(), repr(float(rate)), int(burst)])
-        return bool(raw[0]), float(raw[1])
+        return await self._coordination.take_token(key, rate, burst)
 
+    async def store_result(self, task_id: str, record: bytes, ttl: float) -> None:
+        await self._results.store_result(task_id, record, ttl)
+
+    async def get_result(self, task_id: str) -> bytes | None:
+        return await self._results.get_result(task_id)
+
+    async def cancel(self, task_id: str, ttl: float) -> bool:
+        return await self._results.cancel(task_id, ttl)
+
+    async def cancelled(self, task_ids: Sequence[str]) -> set[str]:
+        return await self._results.cancelled(task_ids)
+
+    async def record_history(self, buckets: Sequence[Bucket]) -> None:
+        await self._history.record_history(buckets)
+
+    async def history(self, since: float) -> list[Bucket]:
+        return await self._history.history(since)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._history.set_paused(queue, paused)
+
+    async def paused_queues(self) -> set[str]:
+        return await self._history.paused_queues()
+
+    async def browse(self, queue: str, state: TaskState, limit: int,
+                     offset: int) -> tuple[list[QueuedTask], int]:
+        return await self._browse.browse(queue, state, limit, offset)
+
+    async def find_task(self, queue: str, task_id: str) -> QueuedTask | None:
+        return await self._browse.find_task(queue, task_id)
+
+    async def run_now(self, queue: str, task_id: str) -> bool:
+        return await self._browse.run_now(queue, task_id)
 
 def _log_notes(notes: Sequence[bytes]) -> None:
     """Log what a fetch script buried or dropped (see :mod:`workhive.backends.redis.lua`).

@@ -21,10 +21,8 @@ decoding each in the dashboard's process; Redis serves other clients between cal
 
 from __future__ import annotations
 
-from typing import Any
-
 from workhive.backends.redis import lua
-from workhive.backends.redis.base import RedisBase, Script
+from workhive.backends.redis.connection import RedisConnection, Script
 from workhive.browse import STATES, QueuedTask, TaskState
 
 #: most tasks one script call reads (bounds how long one call holds Redis)
@@ -136,13 +134,12 @@ def _text(raw: bytes) -> str:
     return raw.decode(errors="replace")
 
 
-class RedisBrowse(RedisBase):
-    """:class:`~workhive.browse.SupportsBrowse` for
-    :class:`~workhive.backends.redis.RedisBackend` (deleting a waiting task is its
-    ``cancel``). Coroutine-safe, like the rest of the backend."""
+class RedisBrowse:
+    """:class:`~workhive.browse.SupportsBrowse` over one :class:`RedisConnection` (deleting a
+    waiting task is the backend's ``cancel``). Coroutine-safe, like the rest of the backend."""
 
-    def _one_queue(self, queue: str) -> tuple[list[str], list[Any]]:
-        return self._keys.bundle(queue), [self._now(), 1, queue]
+    def __init__(self, conn: RedisConnection) -> None:
+        self._conn = conn
 
     async def browse(self, queue: str, state: TaskState, limit: int,
                      offset: int) -> tuple[list[QueuedTask], int]:
@@ -157,8 +154,8 @@ class RedisBrowse(RedisBase):
         rows: list[QueuedTask] = []
         while True:
             want = min(limit - len(rows), PAGE)
-            keys, args = self._one_queue(queue)
-            raw = await self._run(_BROWSE, keys, [*args, state, offset + len(rows), want])
+            keys, args = self._conn.queue_call([queue])
+            raw = await self._conn.run(_BROWSE, keys, [*args, state, offset + len(rows), want])
             total = int(raw[0])
             got = [QueuedTask(_text(i), queue, state, body or b"", float(at))
                    for i, body, at in zip(raw[1::3], raw[2::3], raw[3::3], strict=True)]
@@ -167,8 +164,8 @@ class RedisBrowse(RedisBase):
                 return rows, total
 
     async def find_task(self, queue: str, task_id: str) -> QueuedTask | None:
-        keys, args = self._one_queue(queue)
-        raw = await self._run(_FIND, keys, [*args, task_id])
+        keys, args = self._conn.queue_call([queue])
+        raw = await self._conn.run(_FIND, keys, [*args, task_id])
         if raw is None:
             return None
         body, state, at = raw
@@ -177,8 +174,8 @@ class RedisBrowse(RedisBase):
         return QueuedTask(task_id, queue, found, body, float(at))
 
     async def run_now(self, queue: str, task_id: str) -> bool:
-        keys, args = self._one_queue(queue)
-        return bool(await self._run(_RUN_NOW, keys, [*args, task_id]))
+        keys, args = self._conn.queue_call([queue])
+        return bool(await self._conn.run(_RUN_NOW, keys, [*args, task_id]))
 
 
 __all__ = ["PAGE", "RedisBrowse"]

@@ -17,22 +17,22 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from workhive.backends.redis.base import RedisBase
+from workhive.backends.redis.connection import RedisConnection
 from workhive.history import MINUTE, RETENTION, Bucket, merge
 
 _SEP = "\x1f"
 
 
-class RedisHistory(RedisBase):
+class RedisHistory:
     """:class:`~workhive.history.SupportsHistory` and :class:`~workhive.pauses.SupportsPause`
-    for :class:`~workhive.backends.redis.RedisBackend`."""
+    over one :class:`RedisConnection`."""
+
+    def __init__(self, conn: RedisConnection) -> None:
+        self._conn = conn
+        self._paused_key = f"{conn.keys.prefix}:paused"
 
     def _history_key(self, minute: int) -> str:
-        return f"{self._keys.prefix}:history:{minute}"
-
-    @property
-    def _paused_key(self) -> str:
-        return f"{self._keys.prefix}:paused"
+        return f"{self._conn.keys.prefix}:history:{minute}"
 
     async def record_history(self, buckets: Sequence[Bucket]) -> None:
         merged = list(merge(buckets).values())
@@ -50,7 +50,7 @@ class RedisHistory(RedisBase):
                     pipe.expire(self._history_key(minute), RETENTION)
                 await pipe.execute()
 
-        await self._guard(write)
+        await self._conn.guard(write)
 
     async def history(self, since: float) -> list[Bucket]:
         first = int(since // MINUTE * MINUTE)
@@ -67,7 +67,7 @@ class RedisHistory(RedisBase):
                 return found
 
         out: list[Bucket] = []
-        for minute, fields in zip(minutes, await self._guard(read), strict=True):
+        for minute, fields in zip(minutes, await self._conn.guard(read), strict=True):
             flat: dict[tuple[str, str], dict[str, int]] = {}
             for raw, count in fields.items():
                 parts = raw.decode(errors="replace").split(_SEP)
@@ -79,11 +79,11 @@ class RedisHistory(RedisBase):
     async def set_paused(self, queue: str, paused: bool) -> None:
         key = self._paused_key
         if paused:
-            await self._guard(lambda r: r.sadd(key, queue))
+            await self._conn.guard(lambda r: r.sadd(key, queue))
         else:
-            await self._guard(lambda r: r.srem(key, queue))
+            await self._conn.guard(lambda r: r.srem(key, queue))
 
     async def paused_queues(self) -> set[str]:
         key = self._paused_key
-        raw: set[bytes] = await self._guard(lambda r: r.smembers(key))
+        raw: set[bytes] = await self._conn.guard(lambda r: r.smembers(key))
         return {q.decode(errors="replace") for q in raw}

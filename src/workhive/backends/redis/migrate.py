@@ -3,7 +3,8 @@
 Why it exists: the layout of :mod:`workhive.backends.redis.keys` (every key of a queue under
 one hash tag, so the backend runs on Redis Cluster) is not the one older versions wrote
 (``P:q:<queue>:...``, one global dead-letter index). The backend refuses to start over old data
-(:class:`~workhive.backends.redis.base.LegacyLayout`) rather than ignore it; this tool moves it.
+(:class:`~workhive.backends.redis.connection.LegacyLayout`) rather than ignore it; this tool
+moves it.
 
 Run it with every worker and producer of the prefix stopped (they would write the old layout
 meanwhile)::

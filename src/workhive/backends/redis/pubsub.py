@@ -45,7 +45,7 @@ from workhive.backend import (
     fan_out,
     topic_matches,
 )
-from workhive.backends.redis.base import RedisBase
+from workhive.backends.redis.connection import RedisConnection
 from workhive.backends.redis.settings import UNREACHABLE, RedisSettings
 from workhive.errors import CapabilityError, SerializationError
 
@@ -56,15 +56,16 @@ logger = logging.getLogger(__name__)
 _RECONNECT_MAX = 5.0
 
 
-class RedisPubSubBackend(RedisBase):
+class RedisPubSubBackend:
     """Events over Redis pub/sub: at-most-once, every listening process gets every event."""
 
     name = "redis-pubsub"
     features = Features(frozenset(), lease="none")
 
     def __init__(self, settings: RedisSettings) -> None:
-        super().__init__(settings)
-        self._layout_checked = True  # no stored keys: an older version's queues do not matter
+        self.settings = settings
+        # no stored keys: an older version's queues do not matter
+        self._conn = RedisConnection(settings, check_layout=False)
         self._patterns: set[tuple[str, str]] = set()  # (pattern, group)
         self._buffers: dict[str, deque[Delivery]] = {}  # event queue -> received copies
         self._arrived = asyncio.Event()
@@ -76,8 +77,16 @@ class RedisPubSubBackend(RedisBase):
         """``redis-pubsub://[:password@]host:port/db?prefix=app`` (or a plain ``redis://`` URL)."""
         return cls(RedisSettings.from_url(url, **options))
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.settings.redacted_url!r}, "
+                f"prefix={self.settings.prefix!r})")
+
     def _channel(self, name: str) -> str:
-        return f"{self._p}:ev:{name}"
+        return f"{self.settings.prefix}:ev:{name}"
+
+    async def open(self) -> None:
+        """Connect and check the server answers; idempotent."""
+        await self._conn.open()
 
     async def close(self) -> None:
         """Stop listening; events still buffered in this process are dropped (at-most-once)."""
@@ -88,7 +97,11 @@ class RedisPubSubBackend(RedisBase):
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
-        await super().close()
+        await self._conn.close()
+
+    async def wipe(self) -> None:
+        """Delete every key under this backend's prefix (tests, ``workhive`` resets)."""
+        await self._conn.wipe()
 
     # -- refused: tasks -------------------------------------------------------------------
 
@@ -108,7 +121,7 @@ class RedisPubSubBackend(RedisBase):
         """
         body = encode(envelope)
         channel = self._channel(envelope.name)
-        receivers = await self._guard(lambda r: r.publish(channel, body))
+        receivers = await self._conn.guard(lambda r: r.publish(channel, body))
         if self.settings.mode == "cluster":
             return None
         if not receivers:
@@ -125,7 +138,7 @@ class RedisPubSubBackend(RedisBase):
         self._buffers.setdefault(event_queue(group), deque())
         if self._pubsub is not None:
             return
-        pubsub = (await self._ready()).pubsub(ignore_subscribe_messages=False)
+        pubsub = (await self._conn.ready()).pubsub(ignore_subscribe_messages=False)
         try:
             await pubsub.psubscribe(self._channel("*"))
             while True:  # wait for the confirmation before returning

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from workhive.backends.redis import lua
-from workhive.backends.redis.base import RedisBase, Script
+from workhive.backends.redis.connection import RedisConnection, Script
 from workhive.backends.redis.keys import group
 
 # ARGV after the queues: the id. Returns the queue index it was deleted from, or 0.
@@ -56,37 +56,37 @@ return 0
 """)
 
 
-class RedisResults(RedisBase):
+class RedisResults:
     """:class:`~workhive.backend.SupportsResults` and :class:`~workhive.backend.SupportsCancel`
-    for :class:`~workhive.backends.redis.RedisBackend`."""
+    over one :class:`RedisConnection`."""
+
+    def __init__(self, conn: RedisConnection) -> None:
+        self._conn = conn
 
     def _result_key(self, task_id: str) -> str:
-        return f"{self._keys.prefix}:result:{task_id}"
+        return f"{self._conn.keys.prefix}:result:{task_id}"
 
     def _cancel_key(self, task_id: str) -> str:
-        return f"{self._keys.prefix}:cancel:{task_id}"
+        return f"{self._conn.keys.prefix}:cancel:{task_id}"
 
     async def store_result(self, task_id: str, record: bytes, ttl: float) -> None:
         key, ms = self._result_key(task_id), max(1, int(ttl * 1000))
-        await self._guard(lambda r: r.set(key, record, px=ms))
+        await self._conn.guard(lambda r: r.set(key, record, px=ms))
 
     async def get_result(self, task_id: str) -> bytes | None:
         key = self._result_key(task_id)
-        value: bytes | None = await self._guard(lambda r: r.get(key))
+        value: bytes | None = await self._conn.guard(lambda r: r.get(key))
         return value
 
     async def cancel(self, task_id: str, ttl: float) -> bool:
-        raw: set[bytes] = await self._guard(lambda r: r.smembers(self._keys.queues))
-        queues = sorted(q.decode(errors="replace") for q in raw)
-        for _, qs in group(self._keys, queues, str):
-            keys: list[str] = []
-            for q in qs:
-                keys += self._keys.bundle(q)
-            found = await self._run(_CANCEL, keys, [self._now(), len(qs), *qs, task_id])
+        conn = self._conn
+        for _, qs in group(conn.keys, await conn.registered_queues(), str):
+            keys, args = conn.queue_call(qs)
+            found = await conn.run(_CANCEL, keys, [*args, task_id])
             if found:
                 return True
         key, ms = self._cancel_key(task_id), max(1, int(ttl * 1000))
-        await self._guard(lambda r: r.set(key, b"1", px=ms))
+        await conn.guard(lambda r: r.set(key, b"1", px=ms))
         return False
 
     async def cancelled(self, task_ids: Sequence[str]) -> set[str]:
@@ -101,5 +101,5 @@ class RedisResults(RedisBase):
                 found: list[int] = await pipe.execute()
                 return found
 
-        flags = await self._guard(check)
+        flags = await self._conn.guard(check)
         return {task_id for task_id, flag in zip(ids, flags, strict=True) if flag}

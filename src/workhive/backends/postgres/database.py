@@ -1,8 +1,10 @@
-"""Connections of the Postgres backend: the pool, schema set-up, and LISTEN wake-ups.
+"""The PostgreSQL database as the shared SQL engine's
+:class:`~workhive.backends._sql.backend.Database`: the pool, the layout, LISTEN wake-ups.
 
-Split from :mod:`workhive.backends.postgres` so the queue logic reads on its own. Opening is
-lazy (the first call opens) and idempotent; ``close`` waits for background give-backs, then
-closes the LISTEN connection and the pool. A later call reopens, as with the redis backend.
+Opening is lazy (the first call opens) and idempotent, and creates or upgrades the layout
+(:func:`workhive.backends._sql.layout.migrate`) in the backend's schema; ``close`` waits for
+background give-backs, then closes the LISTEN connection and the pool. A later call reopens,
+as with the redis backend.
 
 Wake-ups: the LISTEN connection's callback sets the current :class:`asyncio.Event` and starts
 a fresh one, so a fetch that took the event *before* its claim cannot miss a notification that
@@ -16,50 +18,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
+from workhive._envelope import Envelope
 from workhive._redact import redact_url
-from workhive.backends.postgres.browse import BrowseStatements
-from workhive.backends.postgres.history import HistoryStatements
-from workhive.backends.postgres.pauses import PauseStatements
-from workhive.backends.postgres.pooling import driver_options, pool_options
-from workhive.backends.postgres.results import ResultStatements
-from workhive.backends.postgres.settings import UNREACHABLE, PostgresSettings
-from workhive.backends.postgres.sql import SCHEMA_VERSION, UNVERSIONED_TABLES, Statements
-from workhive.errors import ConfigError
+from workhive.backend import EnqueueResult
+from workhive.backends._sql import layout
+from workhive.backends._sql.dialect import Dialect
+from workhive.backends._sql.engine import Op, run_async
+from workhive.backends.postgres import queue
+from workhive.backends.postgres.pooling import connect, create_pool
+from workhive.backends.postgres.settings import DRIVER_ERRORS, PostgresSettings
 
 logger = logging.getLogger(__name__)
 
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
-    *UNREACHABLE
-)
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *DRIVER_ERRORS)
 
 
-class PostgresConnection:
-    """Pool, schema and listener management shared by the backend's queue operations."""
+T = TypeVar("T")
+
+_TABLES = ("meta", *layout.DATA_TABLES)
+# whether every table and every added column of the layout is there (then opening only checks
+# the version, without taking the lock)
+_COMPLETE = """
+SELECT (SELECT bool_and(to_regclass(t) IS NOT NULL) FROM unnest($1::text[]) AS t)
+    AND (SELECT count(*) FROM information_schema.columns WHERE table_schema = $2
+         AND table_name || '.' || column_name = ANY($3::text[])) = cardinality($3::text[])
+"""
+
+
+class PostgresDatabase:
+    """Pool, layout and listener of one PostgreSQL backend; runs the shared operations."""
 
     def __init__(self, settings: PostgresSettings) -> None:
         self.settings = settings
-        self._sql = Statements(settings.schema)
-        self._results_sql = ResultStatements(settings.schema)
-        self._history_sql = HistoryStatements(settings.schema)
-        self._pause_sql = PauseStatements(settings.schema)
-        self._browse_sql = BrowseStatements(settings.schema)
+        self.dialect = Dialect.postgres(settings.schema)
+        self.sql = queue.Statements(self.dialect)
+        self.housekeeping = self.sql.compact_totals
         self._pool: Any = None
         self._idle: list[Any] = []  # pooled connections kept checked out between calls
         self._waiting = 0  # callers waiting for the pool to lend a connection
         self._schema_ok = False
         self._open_lock: asyncio.Lock | None = None
-        self._listener: Any = None
+        self.listener: Any = None
         self._listen_lock: asyncio.Lock | None = None
         self._wake: asyncio.Event | None = None
         self._background: set[asyncio.Future[Any]] = set()
-        self._generation = 0  # bumped by close(): fetches waiting across a close give up
+        self.generation = 0  # bumped by close(): fetches waiting across a close give up
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -72,12 +80,7 @@ class PostgresConnection:
         async with self._open_lock:
             if self._pool is None:
                 try:
-                    self._pool = await asyncpg.create_pool(
-                        self.settings.url, password=self.settings.password, min_size=1,
-                        max_size=self.settings.pool_size, timeout=self.settings.connect_timeout,
-                        command_timeout=self.settings.command_timeout,
-                        **pool_options(self.settings.pooler),
-                    )
+                    self._pool = await create_pool(self.settings)
                 except DRIVER_ERRORS as exc:
                     raise self.settings.translate(exc, "connecting") from exc
             if not self._schema_ok:
@@ -91,66 +94,48 @@ class PostgresConnection:
                              self.settings.redacted_url, self.settings.schema)
 
     async def _ensure_schema(self) -> None:
-        """Create schema, tables and function once per database; concurrent openers queue on
-        an advisory lock (``CREATE SCHEMA IF NOT EXISTS`` alone races).
+        """Create or upgrade the layout once per database; concurrent openers queue on an
+        advisory lock (``CREATE SCHEMA IF NOT EXISTS`` alone races).
 
         The lock is not quite enough: a server session that looked the schema up before
         another client created it keeps "no such schema" in its catalog cache until its next
         transaction starts, so its ``IF NOT EXISTS`` can still collide (a unique violation).
         Behind a pooler every client shares those sessions, which makes it likely. A fresh
         transaction refreshes the cache, so the creation is simply tried again.
-
-        A schema of the current version that lacks a table added without a new version
-        (:data:`~workhive.backends.postgres.sql.UNVERSIONED_TABLES`) gets the DDL too.
         """
         schema = self.settings.schema
-        tables = [f"{schema}.{t}" for t in ("meta", *UNVERSIONED_TABLES)]
         async with self._acquire("creating schema") as con:
-            if await con.fetchval("SELECT bool_and(to_regclass(t) IS NOT NULL)"
-                                  " FROM unnest($1::text[]) AS t", tables):
+            if await con.fetchval(_COMPLETE, [f"{schema}.{t}" for t in _TABLES], schema,
+                                  [f"{t}.{c}" for t, c, _ in layout.ADDED_COLUMNS]):
                 version = await con.fetchval(
-                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-                )
-                if version is not None and int(version) == SCHEMA_VERSION:
+                    f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'")
+                if version is not None and int(version) == layout.SCHEMA_VERSION:
                     return
             for attempt in range(3):
                 try:
-                    await self._create_schema(con)
+                    await self._migrate(con)
                     return
                 except asyncpg.exceptions.UniqueViolationError:
                     if attempt == 2:
                         raise
 
-    async def _create_schema(self, con: Any) -> None:
-        """One transaction: lock, run the (idempotent) DDL, stamp the layout version."""
+    async def _migrate(self, con: Any) -> None:
+        """One transaction: lock, create what is missing, stamp the layout version."""
         schema = self.settings.schema
         async with con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
                               f"workhive:schema:{schema}")
-            for statement in self._sql.ddl:
-                await con.execute(statement)
-            version = await con.fetchval(
-                f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
-            )
-            if version is None:
-                await con.execute(f"INSERT INTO {schema}.meta (key, value)"
-                                  " VALUES ('schema_version', $1)", str(SCHEMA_VERSION))
-            elif int(version) > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"postgres schema {schema!r} has layout version {version}, newer than "
-                    f"this workhive understands ({SCHEMA_VERSION}); upgrade workhive"
-                )
-            elif int(version) < SCHEMA_VERSION:  # the DDL above added what it lacked
-                await con.execute(f"UPDATE {schema}.meta SET value = $1"
-                                  " WHERE key = 'schema_version'", str(SCHEMA_VERSION))
+            await con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await run_async(con, layout.migrate(self.dialect, f"postgres schema {schema!r}",
+                                                self.sql.tables))
 
     async def close(self) -> None:
         """Close the listener and the pool; leased messages stay leased until they expire."""
-        self._generation += 1
-        self._notify_local()
+        self.generation += 1
+        self.woke()
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-        listener, self._listener = self._listener, None
+        listener, self.listener = self.listener, None
         if listener is not None:
             with contextlib.suppress(*DRIVER_ERRORS):
                 await listener.close(timeout=2)
@@ -174,9 +159,7 @@ class PostgresConnection:
         A later call through this backend recreates the tables.
         """
         try:
-            con = await asyncpg.connect(self.settings.url, password=self.settings.password,
-                                        timeout=self.settings.connect_timeout,
-                                        **driver_options(self.settings.pooler))
+            con = await connect(self.settings)
         except DRIVER_ERRORS as exc:
             raise self.settings.translate(exc, "wipe") from exc
         try:
@@ -188,7 +171,7 @@ class PostgresConnection:
         self._schema_ok = False
 
     @contextlib.asynccontextmanager
-    async def _conn(self, doing: str) -> AsyncIterator[Any]:
+    async def conn(self, doing: str) -> AsyncIterator[Any]:
         """A pooled connection (opening the backend on first use), driver errors translated."""
         if self._pool is None or not self._schema_ok:
             await self.open()
@@ -239,45 +222,56 @@ class PostgresConnection:
         except DRIVER_ERRORS as exc:
             raise self.settings.translate(exc, doing) from exc
 
+    # -- the shared engine's operations -----------------------------------------------------
+
+    async def run(self, op: Op[T], doing: str, *, tx: bool) -> T:
+        async with self.conn(doing) as con:
+            if not tx:
+                return await run_async(con, op)
+            async with con.transaction():
+                return await run_async(con, op)
+
+    def insert(self, envelopes: Sequence[Envelope]) -> Op[list[EnqueueResult]]:
+        return queue.insert(self.sql, envelopes, self.settings.idempotency_ttl,
+                            self.dialect.channel)
+
     # -- wake-ups -------------------------------------------------------------------------
 
-    def _wake_event(self) -> asyncio.Event:
+    def wake_event(self) -> asyncio.Event:
         """The event the next notification (or local change) sets; fresh after each set."""
         if self._wake is None:
             self._wake = asyncio.Event()
         return self._wake
 
-    def _notify_local(self) -> None:
+    def woke(self) -> None:
         if self._wake is not None:
             self._wake.set()
             self._wake = None
 
     def _on_notify(self, *_: object) -> None:
-        self._notify_local()
+        self.woke()
 
     def _on_listener_lost(self, con: object) -> None:
-        if self._listener is con:
-            self._listener = None
+        if self.listener is con:
+            self.listener = None
             logger.warning("postgres LISTEN connection to %s lost; will reconnect",
                            self.settings.redacted_url)
-        self._notify_local()
+        self.woke()
 
-    async def _ensure_listener(self) -> bool:
+    async def ensure_listener(self) -> bool:
         """LISTEN on the wake channel; False (logged) when that fails, or when there is no
         session to LISTEN on (transaction pooler, no ``listen_url``): fetch then polls."""
         if not self.settings.listens:
             return False
-        if self._listener is not None and not self._listener.is_closed():
+        if self.listener is not None and not self.listener.is_closed():
             return True
         if self._listen_lock is None:
             self._listen_lock = asyncio.Lock()
         async with self._listen_lock:
-            if self._listener is not None and not self._listener.is_closed():
+            if self.listener is not None and not self.listener.is_closed():
                 return True
-            url, password = self.settings.listener_target
             try:
-                con = await asyncpg.connect(url, password=password,
-                                            timeout=self.settings.connect_timeout)
+                con = await connect(self.settings, self.settings.listener_target)
             except DRIVER_ERRORS as exc:
                 self._listen_failed(exc)
                 return False
@@ -288,7 +282,7 @@ class PostgresConnection:
                 self._listen_failed(exc)
                 return False
             con.add_termination_listener(self._on_listener_lost)
-            self._listener = con
+            self.listener = con
             return True
 
     def _listen_failed(self, exc: BaseException) -> None:
@@ -297,6 +291,6 @@ class PostgresConnection:
                        redact_url(url, password=password), self.settings.poll_every,
                        self.settings.scrub(f"{type(exc).__name__}: {exc}"))
 
-    def _track(self, future: asyncio.Future[Any]) -> None:
+    def track(self, future: asyncio.Future[Any]) -> None:
         self._background.add(future)
         future.add_done_callback(self._background.discard)

@@ -1,15 +1,15 @@
-"""Connection, error translation, streams, and the pull requests of the ``nats`` backend.
+"""Connection, error translation, streams and durable consumers of the ``nats`` backend.
 
-Why workhive sends its own pull requests (:class:`Puller`) instead of nats-py's ``fetch``: a
-worker asks several consumers in turn (priority bands, then event groups) and must not leave a
-lingering pull request behind on any of them, or the server hands the next message to a request
-nobody reads until it expires. A ``no_wait`` pull is answered at once (messages, then a
-``404``/``408`` status), so nothing lingers; waiting is done with a core-NATS subscription on the
-task subjects instead (see ``NatsBackend.fetch``).
+Kept apart from the queue logic so every JetStream call goes through one door
+(:meth:`NatsConnection.guard`), which turns "not connected", timeouts and "no responders" into
+:class:`~workhive.errors.BackendUnavailable` (one line, no secret) and other JetStream errors
+into :class:`~workhive.errors.BackendError`.
 
-Every call goes through :meth:`NatsBase._guard`, which turns "not connected", timeouts and
-"no responders" into :class:`~workhive.errors.BackendUnavailable` (one line, no secret) and
-other JetStream errors into :class:`~workhive.errors.BackendError`.
+Each part of :class:`~workhive.backends.nats.NatsBackend` (coordination in KV, dead letters,
+events, statistics) is built on one :class:`NatsConnection`, so it reads, and can be tested, on
+its own. The connection also creates the streams every part shares, decides whether delays use
+the server's message schedules (:mod:`.schedule`), and keeps one :class:`~.pull.Puller` per
+durable consumer this process pulls from.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats
@@ -57,10 +57,8 @@ UNREACHABLE = (nats.errors.NoServersError, nats.errors.ConnectionClosedError,
                nats.js.errors.NoStreamResponseError, asyncio.TimeoutError, OSError)
 
 
-class NatsBase:
-    """Owns the nats-py connection and the streams; ``open`` is idempotent."""
-
-    name = "nats"
+class NatsConnection:
+    """Owns the nats-py connection, the streams and the pullers; ``open`` is idempotent."""
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
@@ -73,12 +71,16 @@ class NatsBase:
         self._pullers: dict[str, Puller] = {}  # durable consumer name -> its puller
         #: this process publishes delays as message schedules (else to the delay stream)
         self.schedules = False
-        self._wake_root = self.names.task_root  # where an idle fetch listens for new tasks
-        self._counted: dict[str, asyncio.Future[None]] = {}  # queue -> its s_<queue> is made
+        #: where an idle fetch listens for new tasks
+        self.wake_root = self.names.task_root
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings.redacted_url!r}, " \
                f"stream={self.settings.stream!r})"
+
+    @property
+    def is_open(self) -> bool:
+        return self._nc is not None
 
     @property
     def nc(self) -> Client:
@@ -91,6 +93,21 @@ class NatsBase:
         if self._js is None:
             raise BackendError("the nats backend is not open (call open() first)")
         return self._js
+
+    async def open(self, prepare: Callable[[], Awaitable[None]]) -> None:
+        """Connect, create the streams and the forward consumer, then ``prepare`` (what the
+        parts create for themselves), all under one lock; closed again if any step fails.
+        Idempotent: a second call returns at once."""
+        async with self._open_lock:
+            if self._nc is not None:
+                return
+            await self._connect()
+            try:
+                await self._create_streams()
+                await prepare()
+            except BaseException:
+                await self.close()
+                raise
 
     async def _connect(self) -> None:
         """Open the connection (the caller holds ``_open_lock``).
@@ -133,7 +150,7 @@ class NatsBase:
 
     async def _create_streams(self) -> None:
         n, js = self.names, self.js
-        info = await self._guard(js.account_info())
+        info = await self.guard(js.account_info())
         self._api_level = int(getattr(info.api, "level", None) or 0)
         await self._create_task_stream()
         plan = [
@@ -145,8 +162,8 @@ class NatsBase:
             config = StreamConfig(name=name, subjects=[root + ">"], retention=retention,
                                   storage=StorageType.FILE, duplicate_window=120.0,
                                   num_replicas=self.settings.replicas)
-            await self._guard(self._add_stream(config))
-        await self._guard(self.js.add_consumer(n.delay, ConsumerConfig(
+            await self.guard(self._add_stream(config))
+        await self.guard(self.js.add_consumer(n.delay, ConsumerConfig(
             durable_name="forward", ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0,
             max_ack_pending=-1, max_deliver=-1, deliver_policy=DeliverPolicy.ALL)))
 
@@ -159,21 +176,21 @@ class NatsBase:
         capable = mode != "off" and server_has_schedules(self.nc, self._api_level)
         if mode == "on" and not capable:
             raise BackendError(self._no_schedules())
-        existing = await self._guard(self._stream_config(n.tasks))
+        existing = await self.guard(self._stream_config(n.tasks))
         keep = existing is not None and bool(existing.allow_msg_schedules)
         try:
-            info = await self._guard(self._add_stream(
+            info = await self.guard(self._add_stream(
                 task_stream_config(n, schedules=capable or keep, replicas=self.settings.replicas)))
         except BackendError as exc:
             if not capable or keep or mode == "on":
                 raise
             logger.warning("nats %s: message schedules refused (%s); delays use the forwarder",
                            self.settings.redacted_url, exc)
-            info = await self._guard(self._add_stream(
+            info = await self.guard(self._add_stream(
                 task_stream_config(n, schedules=False, replicas=self.settings.replicas)))
         on_stream = bool(info.config.allow_msg_schedules)
         self.schedules = capable and on_stream
-        self._wake_root = n.wake_root if on_stream and info.config.republish else n.task_root
+        self.wake_root = n.wake_root if on_stream and info.config.republish else n.task_root
         if mode == "on" and not self.schedules:
             raise BackendError(self._no_schedules())
 
@@ -198,16 +215,22 @@ class NatsBase:
                 raise
             return await self.js.update_stream(config)
 
-    async def _puller(self, stream: str, name: str, config: ConsumerConfig,
-                      lease: float) -> Puller:
+    def has_puller(self, name: str) -> bool:
+        """Whether this process already pulls from the durable consumer ``name``."""
+        return name in self._pullers
+
+    async def puller(self, stream: str, name: str, config: ConsumerConfig,
+                     lease: float) -> Puller:
+        """The puller of durable consumer ``name``, made (or its ``ack_wait`` changed to
+        ``lease``) on first use; ``config`` supplies the filter when the consumer is new."""
         puller = self._pullers.get(name)
         if puller is None or puller.ack_wait != lease:
             if puller is not None:
-                config = (await self._guard(self.js.consumer_info(stream, name))).config
+                config = (await self.guard(self.js.consumer_info(stream, name))).config
             config.durable_name, config.ack_wait = name, lease
             config.ack_policy, config.deliver_policy = AckPolicy.EXPLICIT, DeliverPolicy.ALL
             config.max_ack_pending = config.max_deliver = -1
-            await self._guard(self.js.add_consumer(stream, config))
+            await self.guard(self.js.add_consumer(stream, config))
             if puller is None:
                 puller = self._pullers[name] = Puller(self.nc, "$JS.API", stream, name, lease)
                 await puller.start()
@@ -215,6 +238,10 @@ class NatsBase:
         return puller
 
     async def close(self) -> None:
+        """Stop the pullers and drain the connection."""
+        for puller in self._pullers.values():
+            await puller.stop()
+        self._pullers.clear()
         nc, self._nc, self._js = self._nc, None, None
         self._closing = True
         if nc is not None and not nc.is_closed:
@@ -223,7 +250,7 @@ class NatsBase:
             except (nats.errors.Error, TimeoutError):
                 await nc.close()
 
-    async def _guard(self, call: Awaitable[T]) -> T:
+    async def guard(self, call: Awaitable[T]) -> T:
         """Await a nats-py call with the backend's error translation."""
         nc = self._nc
         if nc is None or not nc.is_connected:
@@ -247,29 +274,33 @@ class NatsBase:
             raise BackendError(f"nats at {self.settings.redacted_url} failed: "
                                f"{self.settings.redact(str(exc))}") from exc
 
-    async def _request(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
+    def note(self, exc: BaseException) -> None:
+        """Log a failed background or best-effort call (the next round retries it)."""
+        logger.warning("nats background call failed: %s", self.settings.redact(str(exc)))
+
+    async def request(self, subject: str, body: dict[str, Any]) -> dict[str, Any]:
         """A raw JetStream API request (for answers nats-py drops, e.g. purge counts)."""
-        msg = await self._guard(self.nc.request(subject, json.dumps(body).encode(),
-                                                timeout=self.settings.request_timeout))
+        msg = await self.guard(self.nc.request(subject, json.dumps(body).encode(),
+                                               timeout=self.settings.request_timeout))
         answer: dict[str, Any] = json.loads(msg.data)
         if "error" in answer:
             raise BackendError(f"nats at {self.settings.redacted_url} failed: {answer['error']}")
         return answer
 
-    async def _scan(self, stream: str, subject: str, *, last_per_subject: bool = False,
-                    ) -> AsyncGenerator[Msg, None]:
+    async def scan(self, stream: str, subject: str, *, last_per_subject: bool = False,
+                   ) -> AsyncGenerator[Msg, None]:
         """Every stored message of ``stream`` on ``subject`` (or the last one per subject),
         oldest first, through a short-lived ephemeral consumer that acks nothing."""
         policy = DeliverPolicy.LAST_PER_SUBJECT if last_per_subject else DeliverPolicy.ALL
         config = ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=policy,
                                 filter_subject=subject, inactive_threshold=30.0,
                                 max_ack_pending=-1)
-        info = await self._guard(self.js.add_consumer(stream, config))
+        info = await self.guard(self.js.add_consumer(stream, config))
         puller = Puller(self.nc, "$JS.API", stream, info.name, 0.0)
         await puller.start()
         try:
             while True:
-                got = await self._guard(puller.pull(256, self.settings.request_timeout))
+                got = await self.guard(puller.pull(256, self.settings.request_timeout))
                 for _, msg in got:
                     yield msg
                 if len(got) < 256:
@@ -281,25 +312,19 @@ class NatsBase:
                 await self.js.delete_consumer(stream, info.name)
 
     async def wipe(self) -> None:
-        """Delete every stream and bucket of this prefix (tests, benchmark clean-up)."""
+        """Delete every stream and bucket of this prefix (tests, benchmark clean-up); on a
+        closed connection through a temporary one."""
         temporary = self._nc is None
-        self._counted.clear()
         if temporary:
             async with self._open_lock:
                 await self._connect()
         try:
             for stream in [*self.names.streams, *(f"KV_{b}" for b in self.names.buckets)]:
                 try:
-                    await self._guard(self.js.delete_stream(stream))
+                    await self.guard(self.js.delete_stream(stream))
                 except BackendError as exc:
                     if "not found" not in str(exc).lower():
                         raise
         finally:
             if temporary:
                 await self.close()
-
-    def _deadline(self, arrived: float, ack_wait: float) -> float:
-        """When a delivery's lease is gone as far as this client can tell (a margin early:
-        an ack arriving after the server redelivered would still be honoured by it)."""
-        return arrived + ack_wait - min(0.5, ack_wait * 0.05)
-

@@ -3,7 +3,8 @@
 One layout serves SQLite and PostgreSQL. Its key idea is one ``available_at`` column per
 message: the eta of a new or retried row, the lease deadline of a leased one. "Ready" is then
 ``available_at <= now``, so an expired lease is fetchable again with no reaper, and one index
-``(queue, priority DESC, available_at, seq)`` serves every fetch in order without a sort. A
+``(queue, priority DESC, available_at)`` then ``seq`` serves every fetch in order without a
+sort (each engine declares it with its own tie-break: SQLite's rowid is ``seq``). A
 claim stamps a random non-zero ``token``; receipts are ``(seq, token)``, and every settle or
 extend matches both, so a worker whose lease ran out settles nothing.
 
@@ -45,8 +46,6 @@ _TABLES = (
         token bigint NOT NULL DEFAULT 0,
         unique_key text,
         body bytea NOT NULL)""",
-    # every claim reads this index in order: no sort, whatever the queue's length
-    "CREATE INDEX IF NOT EXISTS jobs_ready ON {t}jobs (queue, priority DESC, available_at, seq)",
     # a unique key is held exactly as long as a row carrying it exists (ack/dead delete it)
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique ON {t}jobs (unique_key)"
     " WHERE unique_key IS NOT NULL",

@@ -33,6 +33,8 @@ _DUE = "CASE WHEN {d} > 0 THEN (SELECT now FROM t) + {d} ELSE 0 END"
 
 #: the engine's own tables and function, created after the shared layout
 TABLES = (
+    # every claim reads this index in order: no sort, whatever the queue's length
+    "CREATE INDEX IF NOT EXISTS jobs_ready ON {t}jobs (queue, priority DESC, available_at, seq)",
     # append-only (one row per queue per settle batch, compacted by housekeeping): settles of
     # many workers never queue up behind one hot counter row
     """CREATE TABLE IF NOT EXISTS {t}totals (

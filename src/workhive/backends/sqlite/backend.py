@@ -93,8 +93,7 @@ class SQLiteBackend(SQLBackend):
             woken = self._sqlite.wake_event()
             marks = self._file_marks()
             handoff = queue.Handoff()
-            claim = asyncio.ensure_future(
-                thread.call(queue.claim, self._clock(), queues, limit, lease, handoff))
+            claim = thread.future(queue.claim, self._clock(), queues, limit, lease, handoff)
             try:
                 deliveries, next_due, version = await asyncio.shield(claim)
             except asyncio.CancelledError:

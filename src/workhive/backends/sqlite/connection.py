@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from workhive.errors import BackendError, ConfigError
 
@@ -136,20 +136,22 @@ class SQLiteThread:
             raise
         return cls(path, executor, con)
 
-    async def call(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """``fn(connection, *args)`` on the thread; driver errors translated."""
+    def future(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: Any
+    ) -> asyncio.Future[T]:
+        """``fn(connection, *args)`` queued on the thread; the future of its result (driver
+        errors translated). A bare future, not a task: a fetch on the hot path needs no more."""
         con = self._connection()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: self._guard(con, fn, *args, **kwargs))
+        return asyncio.get_running_loop().run_in_executor(
+            self._executor, self._guard, con, fn, *args)
 
-    def submit(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
-               **kwargs: P.kwargs) -> None:
+    async def call(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: Any) -> T:
+        """``fn(connection, *args)`` on the thread; driver errors translated."""
+        return await self.future(fn, *args)
+
+    def submit(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: Any) -> None:
         """Queue ``fn(connection, *args)`` without waiting for it (nothing to report to)."""
-        con = self._connection()
-        self._executor.submit(lambda: self._guard(con, fn, *args, **kwargs))
+        self._executor.submit(self._guard, self._connection(), fn, *args)
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, taken when a call is queued: calls queued before :meth:`close`
@@ -158,10 +160,9 @@ class SQLiteThread:
             raise BackendError(f"sqlite database {self.path!r} is closed")
         return self.con
 
-    def _guard(self, con: sqlite3.Connection, fn: Callable[..., T], *args: object,
-               **kwargs: object) -> T:
+    def _guard(self, con: sqlite3.Connection, fn: Callable[..., T], *args: object) -> T:
         try:
-            return fn(con, *args, **kwargs)
+            return fn(con, *args)
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from exc
 

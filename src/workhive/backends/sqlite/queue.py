@@ -70,6 +70,8 @@ _TOTALS = (
 #: the engine's own tables: totals are one row per queue, updated in place (one writer at a time
 #: makes the hot row harmless here)
 TABLES = (
+    # every claim reads this index in order, no sort (rowid, which is ``seq``, breaks ties)
+    "CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, available_at)",
     """CREATE TABLE IF NOT EXISTS totals (
         queue text PRIMARY KEY, processed bigint NOT NULL, failed bigint NOT NULL)""",
 )

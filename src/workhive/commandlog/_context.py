@@ -11,16 +11,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from workhive.commandlog._commands import Command
 from workhive.commandlog._errors import ReplayError, WorkerError
 from workhive.commandlog._executor import Executor
 from workhive.commandlog._log import MessageLog, Transaction
 from workhive.commandlog._message import Message
-
-if TYPE_CHECKING:
-    from workhive.commandlog._worker import CommandWorker
 
 logger = logging.getLogger(__name__)
 S = TypeVar("S")
@@ -35,6 +32,15 @@ class AppContext:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class ContextOwner(Protocol):
+    """What a :class:`WorkerContext` needs of the worker that owns it (a ``CommandWorker``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def _checkpoint_committed(self, last_id: int) -> None: ...
+
+
 class WorkerContext(Generic[S]):
     """Passed to every handler and periodic function of one :class:`CommandWorker`.
 
@@ -46,7 +52,7 @@ class WorkerContext(Generic[S]):
 
     __slots__ = ("_worker", "app", "message", "replaying", "state")
 
-    def __init__(self, worker: CommandWorker[S], state: S) -> None:
+    def __init__(self, worker: ContextOwner, state: S) -> None:
         self._worker = worker
         self.state = state
         self.app: AppContext | None = None

@@ -38,7 +38,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import asyncpg
 
-from workhive.backends.postgres.pooling import connect, create_pool
+from workhive.backends.postgres.connection import connect, create_pool
 from workhive.backends.postgres.settings import DRIVER_ERRORS, PostgresSettings
 from workhive.commandlog._log import (
     Entry,

@@ -30,7 +30,7 @@ from workhive.backends._sql import layout
 from workhive.backends._sql.dialect import Dialect
 from workhive.backends._sql.engine import Op, run_async
 from workhive.backends.postgres import queue
-from workhive.backends.postgres.pooling import connect, create_pool
+from workhive.backends.postgres.connection import connect, create_pool
 from workhive.backends.postgres.settings import DRIVER_ERRORS, PostgresSettings
 
 logger = logging.getLogger(__name__)

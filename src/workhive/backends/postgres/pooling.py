@@ -24,24 +24,18 @@ single-row enqueue itself. asyncpg still rolls back a transaction left open on r
 
 ``pooler=session`` (and ``none``, the default) keep the direct behaviour: a session-mode pooler
 gives each client its own server session for as long as it is connected.
-
-:func:`create_pool` and :func:`connect` are the only places either of them opens connections,
-so both always connect with the same password handling, timeouts and pooler options.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from workhive._redact import redact_url
 from workhive.errors import ConfigError
-
-if TYPE_CHECKING:  # settings imports this module
-    from workhive.backends.postgres.settings import PostgresSettings
 
 _POOL_PARAMETERS = inspect.signature(asyncpg.create_pool).parameters
 POOLERS = ("none", "session", "transaction")
@@ -102,27 +96,3 @@ def pool_options(pooler: str) -> dict[str, Any]:
 
 async def _no_reset(connection: Any) -> None:
     """Release without a reset query: there is no session state to clear (see the module)."""
-
-
-async def create_pool(settings: PostgresSettings, **overrides: Any) -> asyncpg.Pool:
-    """A pool on ``settings.url``: ``pool_size`` connections at most, the connect and command
-    timeouts, :func:`pool_options` for the pooler; ``overrides`` replace any of those keywords.
-
-    Driver errors propagate as they are: hand them to :meth:`PostgresSettings.translate`.
-    """
-    options: dict[str, Any] = {
-        "min_size": 1, "max_size": settings.pool_size, "timeout": settings.connect_timeout,
-        "command_timeout": settings.command_timeout, **pool_options(settings.pooler),
-        **overrides,
-    }
-    return await asyncpg.create_pool(settings.url, password=settings.password, **options)
-
-
-async def connect(settings: PostgresSettings,
-                  url_password: tuple[str, str | None] | None = None) -> asyncpg.Connection:
-    """One connection outside the pool (LISTEN, dropping a schema): to ``url_password``
-    (``(url, password)``, e.g. :attr:`PostgresSettings.listener_target`) or to the settings'
-    own URL. Driver errors propagate as for :func:`create_pool`."""
-    url, password = url_password or (settings.url, settings.password)
-    return await asyncpg.connect(url, password=password, timeout=settings.connect_timeout,
-                                 **driver_options(settings.pooler))

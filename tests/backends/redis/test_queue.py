@@ -104,6 +104,21 @@ async def test_lease_expiry_redelivers_and_stale_settle_is_noop(
     assert (stats.in_flight, stats.processed) == (0, 1)
 
 
+async def test_stats_count_a_lapsed_lease_as_ready(make: Callable[..., RedisBackend]) -> None:
+    """Like the task browser and the SQL backends: a lease that ran out is ready again (the
+    next fetch takes it back), not in flight."""
+    clock = FakeClock()
+    b = make(clock=clock)
+    await b.enqueue([make_envelope("t", "x")])
+    await b.fetch(["default"], 1, lease=5, wait=0)
+    [held] = await b.stats()
+    assert (held.ready, held.in_flight) == (0, 1)
+    clock.now += 6
+    [lapsed] = await b.stats()
+    assert (lapsed.ready, lapsed.in_flight) == (1, 0)
+    assert (await b.browse("default", "ready", 10, 0))[1] == 1
+
+
 async def test_extend_keeps_the_lease(make: Callable[..., RedisBackend]) -> None:
     clock = FakeClock()
     a, b = make(clock=clock), make(clock=clock)

@@ -477,17 +477,19 @@ return n
 """
 
 # ARGV after the queues: none.  Returns {ready, delayed, in_flight, dead, processed, failed}
-# per queue, in order.
+# per queue, in order. A lease that ran out counts as ready, as in the task browser and the SQL
+# backends: the next fetch takes it back.
 STATS = _QUEUES + r"""
 local out = {}
 local now_s = fmt(NOW)
 for i = 1, NQ do
   local q = Q[i]
   local due = redis.call('ZCOUNT', q.delayed, '-inf', now_s)
+  local lapsed = redis.call('ZCOUNT', q.lease, '-inf', now_s)  -- the next fetch takes them back
   local totals = redis.call('HMGET', q.stats, 'processed', 'failed')
-  out[#out + 1] = redis.call('LLEN', q.ready) + redis.call('ZCARD', q.ranked) + due
+  out[#out + 1] = redis.call('LLEN', q.ready) + redis.call('ZCARD', q.ranked) + due + lapsed
   out[#out + 1] = redis.call('ZCARD', q.delayed) - due
-  out[#out + 1] = redis.call('ZCARD', q.lease)
+  out[#out + 1] = redis.call('ZCARD', q.lease) - lapsed
   out[#out + 1] = redis.call('ZCARD', q.dead)
   out[#out + 1] = math.floor(tonumber(totals[1]) or 0)
   out[#out + 1] = math.floor(tonumber(totals[2]) or 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from workhive._cron import next_tick
 from workhive._envelope import Envelope, decode
@@ -61,21 +61,45 @@ class QueueRate:
     failed_per_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetterView:
-    """A dead letter with its envelope decoded; ``envelope`` is None for malformed bytes."""
+S = TypeVar("S", DeadLetter, QueuedTask)
 
-    letter: DeadLetter
+
+@dataclass(frozen=True, slots=True)
+class StoredView(Generic[S]):
+    """Something a backend stores (a dead letter, a queued task) with its envelope decoded.
+
+    ``envelope`` is None, and ``decode_error`` says why, for bytes that do not decode: one
+    malformed message is listed as such rather than failing the whole listing.
+    """
+
+    stored: S
     envelope: Envelope | None
     decode_error: str = ""
 
+    @classmethod
+    def of(cls, stored: S) -> Self:
+        try:
+            return cls(stored, decode(stored.body))
+        except SerializationError as exc:
+            return cls(stored, None, str(exc))
+
     @property
     def id(self) -> str:
-        return self.letter.id
+        return self.stored.id
 
     @property
     def name(self) -> str:
         return self.envelope.name if self.envelope is not None else "<malformed>"
+
+
+class DeadLetterView(StoredView[DeadLetter]):
+    """A dead letter with its envelope decoded."""
+
+    __slots__ = ()
+
+    @property
+    def letter(self) -> DeadLetter:
+        return self.stored
 
     @property
     def attempts(self) -> int:
@@ -87,21 +111,14 @@ class TaskNotFound(WorkhiveError, LookupError):
     """No task with this id waits or runs in the queue (it may have finished)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskView:
-    """A stored task with its envelope decoded; ``envelope`` is None for malformed bytes."""
+class TaskView(StoredView[QueuedTask]):
+    """A task waiting or running in a queue, with its envelope decoded."""
 
-    task: QueuedTask
-    envelope: Envelope | None
-    decode_error: str = ""
+    __slots__ = ()
 
     @property
-    def id(self) -> str:
-        return self.task.id
-
-    @property
-    def name(self) -> str:
-        return self.envelope.name if self.envelope is not None else "<malformed>"
+    def task(self) -> QueuedTask:
+        return self.stored
 
 
 def _matches(needle: str, ident: str, envelope: Envelope | None, *extra: str) -> bool:
@@ -175,7 +192,7 @@ class Inspector:
     ) -> list[DeadLetterView]:
         dead = self._dead()
         await self.hive.open()
-        return [_view(d) for d in await dead.dead_letters(queue, limit, offset)]
+        return [DeadLetterView.of(d) for d in await dead.dead_letters(queue, limit, offset)]
 
     async def find_dead(self, prefix: str, queue: str | None = None) -> list[DeadLetterView]:
         """Dead letters whose id starts with ``prefix`` (ids are long; people paste a prefix)."""
@@ -185,7 +202,7 @@ class Inspector:
         offset = 0
         while True:
             page = await dead.dead_letters(queue, _PAGE, offset)
-            found += [_view(d) for d in page if d.id.startswith(prefix)]
+            found += [DeadLetterView.of(d) for d in page if d.id.startswith(prefix)]
             if len(page) < _PAGE:
                 return found
             offset += _PAGE
@@ -221,7 +238,7 @@ class Inspector:
         needle, seen = needle.lower(), 0
         while seen < SEARCH_LIMIT:
             page = await dead.dead_letters(queue, _PAGE, seen)
-            found += [v for v in map(_view, page)
+            found += [v for v in map(DeadLetterView.of, page)
                       if _matches(needle, v.id, v.envelope, v.letter.reason)]
             seen += len(page)
             if len(page) < _PAGE:
@@ -246,12 +263,12 @@ class Inspector:
         await self.hive.open()
         if not search:
             rows, total = await store.browse(queue, state, limit, offset)
-            return [_task_view(t) for t in rows], total
+            return [TaskView.of(t) for t in rows], total
         found: list[TaskView] = []
         needle, seen = search.lower(), 0
         while seen < SEARCH_LIMIT:
             rows, _ = await store.browse(queue, state, _PAGE, seen)
-            found += [v for v in map(_task_view, rows) if _matches(needle, v.id, v.envelope)]
+            found += [v for v in map(TaskView.of, rows) if _matches(needle, v.id, v.envelope)]
             seen += len(rows)
             if len(rows) < _PAGE:
                 break
@@ -265,7 +282,7 @@ class Inspector:
         if found is None:
             raise TaskNotFound(f"no task {task_id!r} waits or runs in queue {queue!r} (it may "
                                "have finished, been deleted or gone to the dead letters)")
-        return _task_view(found)
+        return TaskView.of(found)
 
     def cron_jobs(self, now: float | None = None) -> list[CronEntry]:
         """The hive's cron jobs with their next fire time after ``now`` (pure, no backend)."""
@@ -314,20 +331,6 @@ def dead_letters_of(backend: Backend, what: str) -> SupportsDeadLetters:
     if not isinstance(backend, SupportsDeadLetters):  # pragma: no cover - a backend lying
         raise CapabilityError(f"{backend.name!r} declares dead_letter but lacks its methods")
     return backend
-
-
-def _view(letter: DeadLetter) -> DeadLetterView:
-    try:
-        return DeadLetterView(letter, decode(letter.body))
-    except SerializationError as exc:
-        return DeadLetterView(letter, None, str(exc))
-
-
-def _task_view(task: QueuedTask) -> TaskView:
-    try:
-        return TaskView(task, decode(task.body))
-    except SerializationError as exc:
-        return TaskView(task, None, str(exc))
 
 
 def task_json(view: TaskView, *, full: bool) -> dict[str, Any]:

@@ -20,6 +20,13 @@ message, else from the store (Redis, SQLite, PostgreSQL): a broker cannot take o
 of a queue, so the store keeps a cancel flag instead, and :attr:`Composite.cancel_on_arrival`
 tells the worker to check each fetched batch against the flags (one call per batch) and drop
 the flagged ones unrun. A running task is stopped as on any backend, from the same flags.
+
+Paused queues (the dashboard's pause button) are kept by the transport when it can (NATS),
+else in the store (:func:`workhive.pauses.pauses_of` finds them there, as
+:func:`workhive.history.history_of` finds task history): every worker and dashboard on the same
+store sees one set. A transport that receives messages ahead of ``fetch`` (RabbitMQ) is told
+the set through :meth:`Composite.stop_consuming`, so a paused queue's messages wait in the
+broker.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 import msgspec
 
@@ -53,6 +60,7 @@ from workhive.backend import (
     events_of,
 )
 from workhive.errors import CapabilityError, SerializationError
+from workhive.pauses import ConsumesAhead
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +183,12 @@ class Composite:
 
     async def extend(self, deliveries: Sequence[Delivery], lease: float) -> None:
         await self.transport.extend(deliveries, lease)
+
+    async def stop_consuming(self, queues: Set[str]) -> None:
+        """The paused ``queues``, for a transport that receives messages ahead of ``fetch``
+        (:class:`~workhive.pauses.ConsumesAhead`); the others take nothing ahead."""
+        if isinstance(self.transport, ConsumesAhead):
+            await self.transport.stop_consuming(queues)
 
     # -- events -------------------------------------------------------------------------
 

@@ -7,42 +7,59 @@ receives the loaded config when there is one to give (``--config``, ``$WORKHIVE_
 ``./workhive.yaml``), so an app can still fall back to its own defaults otherwise. A config
 named on purpose (``--config`` or ``$WORKHIVE_CONFIG``) that the app cannot take (a ready Hive,
 a factory without a parameter) is refused: ignoring it silently would run with other settings.
+
+:func:`hive_command` and :func:`run_and_close` are the rest of what every command but ``worker``
+does with its hive: take the options, build it, run one async body, close it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import click
 
 from workhive.backend import Capability, require
-from workhive.cli._common import CliError
+from workhive.cli._common import CliError, hive_options, run, set_verbose
 from workhive.config import HiveConfig, config_path, load_config
 from workhive.hive import Hive
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class HiveSpec:
-    """What the user said about where the hive is; :meth:`build` turns it into a Hive."""
+    """What the user said about where the hive is (and whether ``-v`` was given);
+    :meth:`build` turns it into a Hive."""
 
     app: str | None = None
     backend: str | None = None
     config: str | None = None
+    verbose: bool = False
 
-    def build(self) -> Hive:
+    def build(self, *, must_exist: bool = False) -> Hive:
+        """The hive; ``must_exist`` for a command that works on stored state, so that a
+        mistyped sqlite path is an error instead of a new empty database."""
         if self.app is None:
-            return Hive(self.backend, config=load_config(self.config))
-        named = self.config or os.environ.get("WORKHIVE_CONFIG")
-        hive = resolve_app(load_object(self.app), self.app, self._explicit_config(), named=named)
-        if self.backend is not None:
-            use_backend(hive, self.backend)
+            hive = Hive(self.backend, config=load_config(self.config))
+        else:
+            named = self.config or os.environ.get("WORKHIVE_CONFIG")
+            hive = resolve_app(load_object(self.app), self.app, self._explicit_config(),
+                               named=named)
+            if self.backend is not None:
+                use_backend(hive, self.backend)
+        if must_exist:
+            _sqlite_must_exist(hive)
         return hive
 
     def require_app(self, command: str) -> None:
@@ -138,9 +155,40 @@ def use_backend(hive: Hive, url: str) -> None:
         require(hive.backend, Capability.CRON, "the app's cron jobs")
 
 
-def sqlite_must_exist(hive: Hive) -> None:
+def _sqlite_must_exist(hive: Hive) -> None:
     """Read-only commands must not create an empty database by looking at a mistyped path."""
     path = getattr(hive.backend, "path", None)
     if hive.backend.name == "sqlite" and isinstance(path, str) and not Path(path).exists():
         raise CliError(f"no sqlite database at {path!r} (pass --backend sqlite:///path.db, or "
                        "enqueue something / start a worker first)")
+
+
+def hive_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the :func:`~workhive.cli._common.hive_options` as one :class:`HiveSpec`,
+    its first argument, with ``-v`` already applied to logging.
+
+    Why: every command that works on a hive takes the same options and starts the same way;
+    here they are declared and turned into a spec once. (``worker`` takes them raw: it forwards
+    them to its child processes.)
+    """
+
+    @functools.wraps(fn)
+    def command(app: str | None, backend: str | None, config: str | None, verbose: bool,
+                **params: Any) -> None:
+        verbose = set_verbose(click.get_current_context(), verbose)
+        fn(HiveSpec(app, backend, config, verbose), **params)
+
+    return hive_options(command)
+
+
+def run_and_close(hive: Hive, work: Awaitable[T]) -> T:
+    """Run a command's async body on ``hive`` in the command's own event loop, then close the
+    hive whether the body succeeded or not (no connection outlives the command)."""
+
+    async def closing() -> T:
+        try:
+            return await work
+        finally:
+            await hive.close()
+
+    return run(closing())

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import click
 from rich.table import Table
 
-from workhive.cli._app import HiveSpec
-from workhive.cli._common import console, hive_options, set_verbose
+from workhive.cli._app import HiveSpec, hive_command
+from workhive.cli._common import console
 from workhive.inspector import Inspector
 
 
@@ -24,19 +24,9 @@ def cron_group() -> None:
 
 @cron_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@hive_options
-@click.pass_context
-def cron_list(
-    ctx: click.Context,
-    as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
-) -> None:
+@hive_command
+def cron_list(spec: HiveSpec, as_json: bool) -> None:
     """List cron jobs: schedule, next fire time (UTC), target."""
-    set_verbose(ctx, verbose)
-    spec = HiveSpec(app, backend, config)
     spec.require_app("workhive cron list")
     now = time.time()
     jobs = Inspector(spec.build()).cron_jobs(now)

@@ -16,8 +16,8 @@ import logging
 
 import click
 
-from workhive.cli._app import HiveSpec, sqlite_must_exist
-from workhive.cli._common import CliError, hive_options, set_verbose
+from workhive.cli._app import HiveSpec, hive_command
+from workhive.cli._common import CliError
 
 #: When listening on loopback, only these Host headers are served (no DNS rebinding).
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -33,13 +33,12 @@ INSTALL_HINT = "workhive dashboard needs Starlette and uvicorn: pip install 'wor
 @click.option("--token", envvar="WORKHIVE_DASHBOARD_TOKEN", default=None,
               help="Require this secret (login page, bearer token or basic-auth password). "
                    "Also read from WORKHIVE_DASHBOARD_TOKEN.")
-@hive_options
-@click.pass_context
-def dashboard_command(ctx: click.Context, host: str, port: int, read_only: bool,
-                      token: str | None, app: str | None, backend: str | None,
-                      config: str | None, verbose: bool) -> None:
+@hive_command
+def dashboard_command(spec: HiveSpec, host: str, port: int, read_only: bool,
+                      token: str | None) -> None:
     """Web UI: queues, charts, tasks, workers, cron, dead letters (replay/purge), pause."""
-    verbose = set_verbose(ctx, verbose, quiet_level=logging.INFO)
+    if not spec.verbose:  # a server says where it listens: uvicorn's start-up lines are INFO
+        logging.getLogger().setLevel(logging.INFO)
     if token is not None and not token.strip():
         raise CliError("--token (or WORKHIVE_DASHBOARD_TOKEN) is empty; give a real secret")
     if host not in LOOPBACK and token is None:
@@ -52,13 +51,12 @@ def dashboard_command(ctx: click.Context, host: str, port: int, read_only: bool,
         from workhive.dashboard import create_app
     except ImportError as exc:
         raise CliError(f"{INSTALL_HINT} ({exc})") from exc
-    hive = HiveSpec(app, backend, config).build()
-    sqlite_must_exist(hive)
+    hive = spec.build(must_exist=True)
     mode = (" (read-only)" if read_only else "") + (", token required" if token else "")
     click.echo(f"workhive dashboard{mode} for the {hive.backend.name} backend on "
                f"http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     allowed = LOOPBACK if host in LOOPBACK else None
     uvicorn.run(create_app(hive, read_only=read_only, allowed_hosts=allowed, token=token),
                 host=host,
-                port=port, log_config=None, access_log=verbose,
-                log_level=logging.DEBUG if verbose else logging.INFO)
+                port=port, log_config=None, access_log=spec.verbose,
+                log_level=logging.DEBUG if spec.verbose else logging.INFO)

@@ -15,9 +15,8 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from workhive.cli._app import HiveSpec, sqlite_must_exist
-from workhive.cli._common import CliError, console, hive_options, run, set_verbose
-from workhive.hive import Hive
+from workhive.cli._app import HiveSpec, hive_command, run_and_close
+from workhive.cli._common import CliError, console
 from workhive.inspector import (
     DeadLetterNotFound,
     DeadLetterView,
@@ -31,12 +30,6 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _open(app: str | None, backend: str | None, config: str | None) -> Hive:
-    hive = HiveSpec(app, backend, config).build()
-    sqlite_must_exist(hive)
-    return hive
-
-
 @click.group("dlq")
 def dlq_group() -> None:
     """Inspect, replay and purge dead letters."""
@@ -46,21 +39,11 @@ def dlq_group() -> None:
 @click.option("--queue", "-q", help="Only this queue.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@hive_options
-@click.pass_context
-def dlq_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool,
-             app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
+@hive_command
+def dlq_list(spec: HiveSpec, queue: str | None, limit: int, as_json: bool) -> None:
     """List dead letters: id, queue, task, attempts, reason."""
-    set_verbose(ctx, verbose)
-    hive = _open(app, backend, config)
-
-    async def go() -> list[DeadLetterView]:
-        try:
-            return await Inspector(hive).dead_letters(queue, limit)
-        finally:
-            await hive.close()
-
-    views = run(go())
+    hive = spec.build(must_exist=True)
+    views = run_and_close(hive, Inspector(hive).dead_letters(queue, limit))
     if as_json:
         click.echo(json.dumps([dead_letter_json(v, full=False) for v in views]))
         return
@@ -80,22 +63,11 @@ def dlq_list(ctx: click.Context, queue: str | None, limit: int, as_json: bool,
 @dlq_group.command("show")
 @click.argument("dead_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True)
-@hive_options
-@click.pass_context
-def dlq_show(ctx: click.Context, dead_id: str, as_json: bool, app: str | None,
-             backend: str | None, config: str | None, verbose: bool) -> None:
+@hive_command
+def dlq_show(spec: HiveSpec, dead_id: str, as_json: bool) -> None:
     """Show one dead letter: payload, error, and every attempt with its traceback."""
-    set_verbose(ctx, verbose)
-    hive = _open(app, backend, config)
-
-    async def go() -> DeadLetterView:
-        try:
-            (view,) = await _resolve(Inspector(hive), [dead_id], None)
-        finally:
-            await hive.close()
-        return view
-
-    view = run(go())
+    hive = spec.build(must_exist=True)
+    (view,) = run_and_close(hive, _resolve(Inspector(hive), [dead_id], None))
     if as_json:
         click.echo(json.dumps(dead_letter_json(view, full=True), default=repr))
         return
@@ -134,13 +106,23 @@ async def _resolve(inspector: Inspector, prefixes: Sequence[str],
     return resolved
 
 
-def _act(action: str, ids: tuple[str, ...], all_: bool, queue: str | None, hive: Hive) -> int:
-    if bool(ids) == all_:
-        raise CliError(f"dlq {action}: name dead-letter ids or pass --all (not both)")
-    dead = dead_letters_of(hive.backend, f"dlq {action}")
+def _acting_on_dead_letters(action: str, done: str, doc: str) -> click.Command:
+    """``dlq replay`` or ``dlq purge``: the same arguments and the same id resolution, one
+    call apart; built here once so the two cannot drift apart."""
 
-    async def go() -> int:
-        try:
+    @dlq_group.command(action, help=doc)
+    @click.argument("ids", nargs=-1, metavar="[ID]...")
+    @click.option("--all", "all_", is_flag=True,
+                  help=f"{action.capitalize()} every dead letter (see --queue).")
+    @click.option("--queue", "-q", help="Only dead letters of this queue.")
+    @hive_command
+    def command(spec: HiveSpec, ids: tuple[str, ...], all_: bool, queue: str | None) -> None:
+        hive = spec.build(must_exist=True)
+        if bool(ids) == all_:
+            raise CliError(f"dlq {action}: name dead-letter ids or pass --all (not both)")
+        dead = dead_letters_of(hive.backend, f"dlq {action}")
+
+        async def act() -> int:
             await hive.open()
             chosen = None
             if ids:
@@ -148,35 +130,12 @@ def _act(action: str, ids: tuple[str, ...], all_: bool, queue: str | None, hive:
             if action == "replay":
                 return await dead.replay_dead(chosen, queue)
             return await dead.purge_dead(chosen, queue)
-        finally:
-            await hive.close()
 
-    return run(go())
+        console().print(f"{done} {run_and_close(hive, act())} dead letter(s)")
 
-
-@dlq_group.command("replay")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Replay every dead letter (see --queue).")
-@click.option("--queue", "-q", help="Only dead letters of this queue.")
-@hive_options
-@click.pass_context
-def dlq_replay(ctx: click.Context, ids: tuple[str, ...], all_: bool, queue: str | None,
-               app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
-    """Put dead letters back on their queue with a fresh attempt count."""
-    set_verbose(ctx, verbose)
-    count = _act("replay", ids, all_, queue, _open(app, backend, config))
-    console().print(f"Replayed {count} dead letter(s)")
+    return command
 
 
-@dlq_group.command("purge")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--all", "all_", is_flag=True, help="Purge every dead letter (see --queue).")
-@click.option("--queue", "-q", help="Only dead letters of this queue.")
-@hive_options
-@click.pass_context
-def dlq_purge(ctx: click.Context, ids: tuple[str, ...], all_: bool, queue: str | None,
-              app: str | None, backend: str | None, config: str | None, verbose: bool) -> None:
-    """Delete dead letters for good."""
-    set_verbose(ctx, verbose)
-    count = _act("purge", ids, all_, queue, _open(app, backend, config))
-    console().print(f"Purged {count} dead letter(s)")
+dlq_replay = _acting_on_dead_letters(
+    "replay", "Replayed", "Put dead letters back on their queue with a fresh attempt count.")
+dlq_purge = _acting_on_dead_letters("purge", "Purged", "Delete dead letters for good.")

@@ -17,8 +17,8 @@ import json
 
 import click
 
-from workhive.cli._app import HiveSpec
-from workhive.cli._common import CliError, console, hive_options, parse_json, run, set_verbose
+from workhive.cli._app import HiveSpec, hive_command, run_and_close
+from workhive.cli._common import CliError, console, parse_json
 from workhive.hive import Hive
 from workhive.results import result_keep
 
@@ -38,10 +38,9 @@ from workhive.results import result_keep
               help="Keep the result this long (implies --store-result; default: the task's "
                    "declaration, else one day).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@hive_options
-@click.pass_context
+@hive_command
 def enqueue_command(
-    ctx: click.Context,
+    spec: HiveSpec,
     name: str,
     payload: str | None,
     queue: str | None,
@@ -51,32 +50,19 @@ def enqueue_command(
     store_result: bool,
     result_ttl: float | None,
     as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
 ) -> None:
     """Enqueue task NAME with an optional JSON payload ('-' reads stdin)."""
-    set_verbose(ctx, verbose)
     data = parse_json(payload, "PAYLOAD_JSON")
-    hive = HiveSpec(app, backend, config).build()
-
-    async def go() -> tuple[str, bool]:
-        try:
-            # a flag left off means "as the task declares", not store_result=False
-            result = await hive.enqueue(name, data, queue=queue, priority=priority,
-                                        delay=delay or None, idempotency_key=idempotency_key,
-                                        store_result=store_result or None,
-                                        result_ttl=result_ttl)
-        finally:
-            await hive.close()
-        return result.id, result.duplicate
-
-    message_id, duplicate = run(go())
+    hive = spec.build()
+    # a flag left off means "as the task declares", not store_result=False
+    result = run_and_close(hive, hive.enqueue(
+        name, data, queue=queue, priority=priority, delay=delay or None,
+        idempotency_key=idempotency_key, store_result=store_result or None,
+        result_ttl=result_ttl))
     task = hive.tasks.get(name)
     kept = result_keep(store_result or None, result_ttl,
                        task.options if task is not None else None) is not None
-    _report_enqueue(hive, name, message_id, duplicate, as_json, kept)
+    _report_enqueue(hive, name, result.id, result.duplicate, as_json, kept)
 
 
 def _report_enqueue(hive: Hive, name: str, message_id: str, duplicate: bool,
@@ -99,32 +85,14 @@ def _report_enqueue(hive: Hive, name: str, message_id: str, duplicate: bool,
 @click.argument("event")
 @click.argument("payload", required=False, metavar="[PAYLOAD_JSON]")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@hive_options
-@click.pass_context
-def publish_command(
-    ctx: click.Context,
-    event: str,
-    payload: str | None,
-    as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
-) -> None:
+@hive_command
+def publish_command(spec: HiveSpec, event: str, payload: str | None, as_json: bool) -> None:
     """Publish EVENT with an optional JSON payload to every subscribed group."""
-    set_verbose(ctx, verbose)
     data = parse_json(payload, "PAYLOAD_JSON")
     if not event.strip():
         raise CliError("EVENT must not be empty")
-    hive = HiveSpec(app, backend, config).build()
-
-    async def go() -> int | None:
-        try:
-            return await hive.publish(event, data)
-        finally:
-            await hive.close()
-
-    copies = run(go())
+    hive = spec.build()
+    copies = run_and_close(hive, hive.publish(event, data))
     if as_json:
         click.echo(json.dumps({"event": event, "groups": copies}))
     elif copies == 0:

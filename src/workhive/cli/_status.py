@@ -19,8 +19,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from workhive.cli._app import HiveSpec, sqlite_must_exist
-from workhive.cli._common import console, hive_options, run, set_verbose
+from workhive.cli._app import HiveSpec, hive_command, run_and_close
+from workhive.cli._common import console
 from workhive.inspector import Inspector, QueueRate, Snapshot
 
 
@@ -97,43 +97,21 @@ def progress_rows(snap: Snapshot) -> list[tuple[str, str, str, str, str]]:
 @click.option("--count", type=click.IntRange(min=0), default=0, hidden=True,
               help="Stop --watch after this many refreshes (0: never); for scripts and tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per refresh).")
-@hive_options
-@click.pass_context
-def status_command(
-    ctx: click.Context,
-    watch: bool,
-    interval: float,
-    count: int,
-    as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
-) -> None:
+@hive_command
+def status_command(spec: HiveSpec, watch: bool, interval: float, count: int,
+                   as_json: bool) -> None:
     """Show queue depths, totals, and workers with their heartbeats."""
-    set_verbose(ctx, verbose)
-    hive = HiveSpec(app, backend, config).build()
-    sqlite_must_exist(hive)
+    hive = spec.build(must_exist=True)
     inspector = Inspector(hive)
-
-    async def once() -> None:
-        try:
-            snap = await inspector.snapshot()
-        finally:
-            await hive.close()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --watch normally ends
+        if watch:
+            run_and_close(hive, _watch(inspector, interval, count, as_json))
+            return
+        snap = run_and_close(hive, inspector.snapshot())
         if as_json:
             click.echo(json.dumps(snapshot_json(snap, None)))
         else:
             console().print(render(snap, None))
-
-    async def watching() -> None:
-        try:
-            await _watch(inspector, interval, count, as_json)
-        finally:
-            await hive.close()
-
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how --watch normally ends
-        run(watching() if watch else once())
 
 
 async def _watch(inspector: Inspector, interval: float, count: int, as_json: bool) -> None:

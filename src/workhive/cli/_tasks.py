@@ -15,38 +15,23 @@ import json
 import click
 
 from workhive._tracking import CancelsOnArrival
-from workhive.cli._app import HiveSpec, sqlite_must_exist
-from workhive.cli._common import VERBOSE_KEY, console, hive_options, run, set_verbose
-from workhive.results import TaskStatus
+from workhive.cli._app import HiveSpec, hive_command, run_and_close
+from workhive.cli._common import console
 
 
 @click.command("cancel")
 @click.argument("task_ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-@hive_options
-@click.pass_context
-def cancel_command(
-    ctx: click.Context,
-    task_ids: tuple[str, ...],
-    as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
-) -> None:
+@hive_command
+def cancel_command(spec: HiveSpec, task_ids: tuple[str, ...], as_json: bool) -> None:
     """Cancel tasks by ID: a waiting one is deleted (on a broker: flagged, and dropped when a
     worker receives it), a running one is told to stop."""
-    set_verbose(ctx, verbose)
-    hive = HiveSpec(app, backend, config).build()
-    sqlite_must_exist(hive)
+    hive = spec.build(must_exist=True)
 
-    async def go() -> list[bool]:
-        try:
-            return [await hive.cancel(task_id) for task_id in task_ids]
-        finally:
-            await hive.close()
+    async def cancel_each() -> list[bool]:
+        return [await hive.cancel(task_id) for task_id in task_ids]
 
-    outcomes = run(go())
+    outcomes = run_and_close(hive, cancel_each())
     on_arrival = isinstance(hive.backend, CancelsOnArrival) and hive.backend.cancel_on_arrival
     for task_id, deleted in zip(task_ids, outcomes, strict=True):
         if as_json:
@@ -65,29 +50,11 @@ def cancel_command(
 @click.command("result")
 @click.argument("task_id", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
-@hive_options
-@click.pass_context
-def result_command(
-    ctx: click.Context,
-    task_id: str,
-    as_json: bool,
-    app: str | None,
-    backend: str | None,
-    config: str | None,
-    verbose: bool,
-) -> None:
+@hive_command
+def result_command(spec: HiveSpec, task_id: str, as_json: bool) -> None:
     """Show a task's state, progress and result (kept when it asked for store_result)."""
-    set_verbose(ctx, verbose)
-    hive = HiveSpec(app, backend, config).build()
-    sqlite_must_exist(hive)
-
-    async def go() -> TaskStatus:
-        try:
-            return await hive.handle(task_id).status()
-        finally:
-            await hive.close()
-
-    status = run(go())
+    hive = spec.build(must_exist=True)
+    status = run_and_close(hive, hive.handle(task_id).status())
     if as_json:
         click.echo(json.dumps({f: getattr(status, f) for f in status.__struct_fields__},
                               default=repr))
@@ -102,5 +69,5 @@ def result_command(
         out.print(f"value: {json.dumps(status.value, default=repr)}", markup=False)
     if status.error_type:
         out.print(f"error: {status.error_type}: {status.error_message}", markup=False)
-    if status.traceback and ctx.meta.get(VERBOSE_KEY):
+    if status.traceback and spec.verbose:
         out.print(status.traceback, markup=False)

@@ -420,6 +420,12 @@ class NatsBackend:
     async def release_key(self, name: str, holder: str) -> None:
         await self._kv.release_key(name, holder)
 
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._kv.set_paused(queue, paused)
+
+    async def paused_queues(self) -> set[str]:
+        return await self._kv.paused_queues()
+
     async def heartbeat(self, info: WorkerInfo, ttl: float) -> None:
         await self._kv.heartbeat(info, ttl)
 

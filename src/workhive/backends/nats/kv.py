@@ -12,6 +12,11 @@ nats-server 2.9 has no per-key TTL (the ``Nats-TTL`` header is silently ignored 
 * claims with their own ttl (``claim_key``) store ``expires`` in the value; an expired claim is
   treated as free and replaced with compare-and-set.
 
+The paused queues (the dashboard's pause button) are one key, ``paused`` in the keys bucket,
+holding the sorted list: a worker reads them with one get a second, and pausing or resuming
+is a compare-and-set, so two dashboards changing different queues at once lose neither
+change.
+
 ``processed``/``failed`` totals are counted in process and added to a per-queue counter key at
 most once a second (and before ``stats`` reads them), not once per message.
 """
@@ -32,10 +37,11 @@ from nats.js.kv import KeyValue
 from workhive.backend import WorkerInfo
 from workhive.backends.nats.connection import NatsConnection
 from workhive.backends.nats.naming import key, token
-from workhive.errors import BackendError
+from workhive.errors import BackendError, ValidationError
 
 _DAY = 86_400.0
 _ATTEMPTS = 50  # compare-and-set retries before giving up (only under extreme contention)
+_PAUSED = "paused"  # the key of the paused queues (claims are ``c.<base64>``: no clash)
 
 
 class NatsCoordination:
@@ -154,6 +160,27 @@ class NatsCoordination:
                 except KeyNotFoundError:
                     continue  # expired between the two calls
         raise BackendError("idempotency key kept conflicting")
+
+    # -- paused queues (SupportsPause) --------------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        if not isinstance(queue, str) or not queue:
+            raise ValidationError(f"a queue to pause or resume must be a non-empty string, "
+                                  f"got {queue!r}")
+
+        def change(value: Any) -> tuple[Any, Any]:
+            now = set(value or ())
+            new = now | {queue} if paused else now - {queue}
+            return (sorted(new) if new != now else None), None
+
+        await self._cas(self._names.keys, _PAUSED, change)
+
+    async def paused_queues(self) -> set[str]:
+        try:
+            entry = await self._conn.guard(self._kv[self._names.keys].get(_PAUSED))
+        except KeyNotFoundError:
+            return set()
+        return set(json.loads(entry.value or b"[]"))
 
     # -- heartbeats -------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ With ``P`` the ``stream`` option (default ``WORKHIVE``)::
     P_EVENTS  interest stream     P.e.<event name>        one durable consumer per group and
                                                           pattern filter: g_<group>_<hash>
     P_DEAD    limits stream       P.x.<queue>             dead letters, browsable
-    KV P_keys (unique keys, claims)  P_idem (idempotency, bucket TTL)  P_ticks (cron, 8 d TTL)
-       P_counters (rate limits, totals)  P_workers (heartbeats, 1 h TTL)
+    KV P_keys (unique keys, claims, the paused queues)  P_idem (idempotency, bucket TTL)
+       P_ticks (cron, 8 d TTL)  P_counters (rate limits, totals)  P_workers (heartbeats, 1 h TTL)
 
 Event patterns use workhive's AMQP-style words (``*`` one word, ``#`` zero or more);
 :func:`filters_for` gives the NATS filter subjects that cover a pattern (``a.#`` -> ``a`` and

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from typing import Any
 
 from workhive._envelope import Envelope, encode
@@ -199,8 +199,18 @@ class RabbitMQBackend:
             consumer = BandConsumer(self._broker.consumers, queue, band, physical)
             if declared.declaration_result.message_count:
                 consumer.expect_until = time.monotonic() + STARTUP_WAIT
-            await declared.consume(consumer)
+            consumer.tag = await declared.consume(consumer)
+            consumer.source = declared
             self._broker.consumers.by_key[(queue, band)] = consumer  # only once it really consumes
+
+    async def stop_consuming(self, queues: Set[str]) -> None:
+        """Cancel the band consumers of ``queues`` (paused: the worker's
+        :class:`~workhive.pauses.PauseWatch` says which) and requeue what they had buffered,
+        so a paused queue's messages wait in RabbitMQ, none held unacked for the pause."""
+        try:
+            await self._broker.consumers.cancel(queues)
+        except DRIVER_ERRORS as exc:
+            raise self.settings.error(exc, "stop consuming paused queues") from None
 
     async def settle(self, settlements: Sequence[Settlement]) -> None:
         """Publish retries and dead letters (confirmed), then ack / nack, in order.

@@ -18,6 +18,12 @@ concurrency 1.
 A delivery belongs to the AMQP channel it came on. When RobustConnection replaces the channel
 (reconnect), every delivery of the old one is *stale*: the broker has already requeued it, so
 it is dropped from the buffer and settling it does nothing.
+
+A paused queue's band consumers are *cancelled* (:meth:`Consumers.cancel`), not merely left
+out of ``take``: what they buffered is requeued, and whatever the broker still sends them
+before it confirms the cancel goes straight back. Held unacked instead, a pause longer than
+RabbitMQ's ``consumer_timeout`` would make the broker close the channel, and every delivery on
+it (other queues' running tasks too) would run again.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelInvalidStateError
 
@@ -66,8 +72,8 @@ class Receipt:
 class BandConsumer:
     """One ``basic.consume`` on one band queue: its buffer and what it holds unsettled."""
 
-    __slots__ = ("band", "buffer", "channel", "expect_until", "owner", "physical", "queue",
-                 "unsettled")
+    __slots__ = ("band", "buffer", "cancelled", "channel", "expect_until", "owner", "physical",
+                 "queue", "source", "tag", "unsettled")
 
     def __init__(self, owner: Consumers, queue: str, band: int, physical: str) -> None:
         self.owner = owner
@@ -78,6 +84,9 @@ class BandConsumer:
         self.unsettled: dict[int, Receipt] = {}  # delivery tag -> receipt (buffered or out)
         self.channel: AbstractChannel | None = None
         self.expect_until = 0.0
+        self.source: AbstractQueue | None = None  # the queue it consumes, with ``tag``
+        self.tag: str | None = None
+        self.cancelled = False
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """aio-pika's consumer callback: buffer the delivery and wake ``fetch``."""
@@ -95,6 +104,9 @@ class BandConsumer:
         receipt = Receipt(self, message, channel)
         self.unsettled[receipt.tag] = receipt
         owner.outstanding[receipt.tag] = receipt
+        if self.cancelled:  # sent before the broker saw the cancel: back to the queue
+            await self.give_back(receipt)
+            return
         self.buffer.append(receipt)
         self.expect_until = 0.0
         self.owner.arrived.set()
@@ -109,6 +121,29 @@ class BandConsumer:
         self.unsettled.clear()
         self.channel = None
         self.expect_until = 0.0
+
+    async def cancel(self) -> None:
+        """Stop consuming, then requeue every buffered delivery (the ones handed out still
+        settle on their channel); deliveries that arrive later go back as they come."""
+        self.cancelled = True
+        try:
+            if self.source is not None and self.tag is not None:
+                await self.source.cancel(self.tag)
+        finally:
+            while self.buffer:
+                await self.give_back(self.buffer.popleft())
+
+    async def give_back(self, receipt: Receipt) -> None:
+        """Requeue a delivery nobody was handed (a stale one is the broker's already)."""
+        if not receipt.stale:
+            try:
+                await receipt.channel.basic_nack(receipt.tag, requeue=True, wait=False)
+            except ChannelInvalidStateError:
+                pass  # the channel died under us: the broker has it back
+            else:
+                self.settled(receipt)
+                return
+        receipt.done = True
 
     def settled(self, receipt: Receipt) -> None:
         """``receipt`` was acked or nacked: free its window slot. If the window was full, the
@@ -133,9 +168,18 @@ class Consumers:
         self.channel: AbstractChannel | None = None
         self.outstanding: dict[int, Receipt] = {}
 
+    async def cancel(self, queues: Set[str]) -> None:
+        """Stop consuming ``queues`` (paused) and requeue what their consumers buffered; a
+        later ``fetch`` of one of them consumes it afresh (see :meth:`missing`)."""
+        for key, consumer in list(self.by_key.items()):
+            if consumer.queue in queues:
+                await consumer.cancel()  # a failure leaves it here, flagged: tried again
+                del self.by_key[key]
+
     def missing(self, queues: Sequence[str],
                 bands_of: dict[str, int]) -> list[tuple[str, int]]:
-        return [(q, b) for q in queues for b in range(bands_of[q]) if (q, b) not in self.by_key]
+        return [(q, b) for q in queues for b in range(bands_of[q])
+                if (q, b) not in self.by_key or self.by_key[(q, b)].cancelled]
 
     def ordered(self, queues: Sequence[str], bands_of: dict[str, int]) -> Iterator[BandConsumer]:
         """Queues in the order asked, highest band first within each."""

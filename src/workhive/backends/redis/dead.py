@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from workhive._envelope import decode, encode, replay_copy
 from workhive.backend import DeadLetter
@@ -107,41 +107,36 @@ class RedisDeadLetters:
         (a queue's letters and messages share a slot), so a crash in between can neither lose
         nor duplicate a replay.
         """
-        conn = self._conn
-        rows = await self._select(ids, queue)
+        def replacement(dead: DeadLetter) -> tuple[str, str, str, bytes]:
+            fresh = replay_copy(decode(dead.body))
+            return dead.id, fresh.id, str(fresh.priority), encode(fresh)
 
-        async def replay(qs: list[str]) -> int:
-            index = {q: i for i, q in enumerate(qs, 1)}
-            mine = [d for d in rows if d.queue in index]
-            count = 0
-            for start in range(0, len(mine), _CHUNK):
-                keys, args = conn.queue_call(qs)
-                for dead in mine[start : start + _CHUNK]:
-                    fresh = replay_copy(decode(dead.body))
-                    args += (index[dead.queue], dead.id, fresh.id, str(fresh.priority),
-                             encode(fresh))
-                count += int(await conn.run(_REPLAY, keys, args))
-            return count
-
-        done = await conn.per_slot(list(dict.fromkeys(d.queue for d in rows)), replay)
-        return sum(n for _, n in done)
+        return await self._per_letter(_REPLAY, await self._select(ids, queue), replacement)
 
     async def purge_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
-        conn = self._conn
-        rows = await self._select(ids, queue)
+        return await self._per_letter(_PURGE, await self._select(ids, queue),
+                                      lambda dead: (dead.id,))
 
-        async def purge(qs: list[str]) -> int:
+    async def _per_letter(
+        self, script: Script, rows: Sequence[DeadLetter],
+        args_of: Callable[[DeadLetter], tuple[str | bytes, ...]],
+    ) -> int:
+        """Run ``script`` over ``rows`` slot by slot, ``_CHUNK`` letters a call, each letter
+        passed as its queue's index then ``args_of(letter)``; the sum of what the calls return."""
+        conn = self._conn
+
+        async def run(qs: list[str]) -> int:
             index = {q: i for i, q in enumerate(qs, 1)}
             mine = [d for d in rows if d.queue in index]
             count = 0
             for start in range(0, len(mine), _CHUNK):
                 keys, args = conn.queue_call(qs)
                 for dead in mine[start : start + _CHUNK]:
-                    args += (index[dead.queue], dead.id)
-                count += int(await conn.run(_PURGE, keys, args))
+                    args += (index[dead.queue], *args_of(dead))
+                count += int(await conn.run(script, keys, args))
             return count
 
-        done = await conn.per_slot(list(dict.fromkeys(d.queue for d in rows)), purge)
+        done = await conn.per_slot(list(dict.fromkeys(d.queue for d in rows)), run)
         return sum(n for _, n in done)
 
     async def keep_dead(self, letters: Sequence[DeadLetter]) -> None:

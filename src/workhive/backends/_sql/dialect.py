@@ -1,14 +1,14 @@
 """What differs between SQLite and PostgreSQL in the statements both run, and nothing else.
 
-The shared statements (:mod:`.statements`) are written once, in PostgreSQL's notation, with
-three holes that a :class:`Dialect` fills:
+The shared statements (in the operation modules beside this one) are written once, in
+PostgreSQL's notation, with holes that a :class:`Dialect` fills:
 
 * ``{t}`` before a table name: ``app.`` (the PostgreSQL schema) or nothing (one SQLite file);
 * ``{now}``: the current time in unix seconds. PostgreSQL reads the *database* clock, so
   workers on several hosts agree on leases and windows; SQLite calls ``workhive_now()``, a
   function the connection maps to the backend's clock (tests pass a fake one);
-* :meth:`Dialect.least` / :meth:`Dialect.greatest`, :meth:`Dialect.blob`: the few functions
-  the two spell differently.
+* :meth:`Dialect.least` / :meth:`Dialect.greatest`, :meth:`Dialect.floor`,
+  :meth:`Dialect.blob`: the few functions the two spell differently.
 
 Parameters are PostgreSQL's ``$1``; SQLite reads them as ``?1`` (numbered, so a parameter may
 appear twice). ``= ANY($n)`` tests membership in a list: PostgreSQL binds a list as an array;

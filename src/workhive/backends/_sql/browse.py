@@ -79,6 +79,6 @@ def run_now(d: Dialect, queue: str, task_id: str) -> Op[bool]:
     moved = yield count(d.sql("UPDATE {t}jobs SET available_at = {now} WHERE queue = $1"
                               " AND id = $2 AND token = 0 AND available_at > {now}"),
                         queue, task_id)
-    if moved and d.channel:
-        yield value(d.sql("SELECT pg_notify($1, left($2, 200))"), d.channel, queue)
+    if moved and d.wake:
+        yield value(d.wake, queue)
     return bool(moved)

@@ -57,9 +57,8 @@ def replay_dead(
     d: Dialect, insert: Insert, ids: Sequence[str] | None, queue: str | None
 ) -> Op[int]:
     where, args = _where(ids, queue)
-    lock = "" if d.is_sqlite else " FOR UPDATE"
     found = yield rows(d.sql(f"SELECT seq, id, {d.blob('body')} FROM {{t}}dead WHERE {where}"
-                             f" ORDER BY seq{lock}"), *args)
+                             f" ORDER BY seq{d.for_update}"), *args)
     replayed: list[Envelope] = []
     gone: list[int] = []
     for seq, dead_id, body in found:

@@ -32,17 +32,38 @@ SQLITE_NOW = "workhive_now()"
 POSTGRES_NOW = "extract(epoch FROM clock_timestamp())::float8"
 
 
+#: PostgreSQL's type names, as SQLite spells them in the layout's DDL
+_SQLITE_TYPES = (
+    ("{serial}", "integer"), ("float8", "real"), ("bytea", "blob"), ("bigint", "integer"),
+    ("boolean", "integer"), ("DEFAULT false", "DEFAULT 0"),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """How one engine spells the shared statements; :meth:`sql` applies it."""
+    """How one engine spells the shared statements; :meth:`sql` applies it.
+
+    The statements below are the few an operation runs on one engine only; ``""`` means the
+    engine has no need of it (an operation skips it), so the operations never ask which engine
+    they run on.
+    """
 
     name: Literal["sqlite", "postgres"]
     #: prefix of every table name: ``"schema."`` or ``""``
     t: str
     #: the current time, unix seconds (float)
     now: str
-    #: PostgreSQL's LISTEN/NOTIFY channel that wakes idle fetches ("" on SQLite)
+    #: PostgreSQL's LISTEN/NOTIFY channel that wakes idle fetches
     channel: str = ""
+    #: appended to a ``SELECT`` whose rows the transaction then changes (SQLite's write
+    #: transaction already excludes every other writer)
+    for_update: str = ""
+    #: ``$1`` a queue: wake other processes' idle fetches of it
+    wake: str = ""
+    #: ``$1`` a name: True for the one transaction holding it (the others skip the work)
+    try_lock: str = ""
+    #: ``$1`` a table, ``$2`` a column: 1 when the table has the column, else 0
+    has_column: str = "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2"
 
     @classmethod
     def sqlite(cls) -> Dialect:
@@ -50,7 +71,15 @@ class Dialect:
 
     @classmethod
     def postgres(cls, schema: str) -> Dialect:
-        return cls("postgres", f"{schema}.", POSTGRES_NOW, f"{schema}_wake")
+        """``schema`` is a validated lower-case identifier (it is written into statements)."""
+        return cls(
+            "postgres", f"{schema}.", POSTGRES_NOW, channel=f"{schema}_wake",
+            for_update=" FOR UPDATE",
+            wake=f"SELECT pg_notify('{schema}_wake', left($1, 200))",
+            try_lock="SELECT pg_try_advisory_xact_lock(hashtext($1))",
+            has_column="SELECT count(*) FROM information_schema.columns WHERE"
+                       f" table_schema = '{schema}' AND table_name = $1 AND column_name = $2",
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,6 +99,13 @@ class Dialect:
         """A bytes column read as bytes: SQLite keeps any value in any column (a corrupt row
         may hold text), PostgreSQL's ``bytea`` is bytes already."""
         return f"CAST({column} AS BLOB)" if self.is_sqlite else column
+
+    def ddl(self, statement: str) -> str:
+        """A DDL statement written with PostgreSQL's type names, for this engine."""
+        if self.is_sqlite:
+            for pg, lite in _SQLITE_TYPES:
+                statement = statement.replace(pg, lite)
+        return self.sql(statement.replace("{serial}", "bigserial"))
 
     def sql(self, template: str) -> str:
         """``template`` with the table prefix, the clock and the parameters of this dialect

@@ -30,10 +30,7 @@ _SWEEP = (
 
 def sweep(d: Dialect, extra: tuple[str, ...] = ()) -> Op[None]:
     """Delete what expired, then run the dialect's own ``extra`` statements."""
-    if not d.is_sqlite:
-        mine = yield value("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                           f"workhive:housekeeping:{d.t}")
-        if not mine:
-            return
+    if d.try_lock and not (yield value(d.try_lock, f"workhive:housekeeping:{d.t.rstrip('.')}")):
+        return
     for statement in (*_SWEEP, *extra):
         yield count(d.sql(statement))

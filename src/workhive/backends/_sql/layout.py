@@ -34,7 +34,7 @@ SCHEMA_VERSION = 2
 #: the stored history counters in column order (histogram bins as ``h0``...)
 HISTORY_COLUMNS = (*COUNTERS, *(f"h{i}" for i in range(BINS)))
 
-# Column types are written in PostgreSQL's names; :func:`ddl` maps them for SQLite.
+# Column types are written in PostgreSQL's names; :meth:`Dialect.ddl` maps them for SQLite.
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS {t}meta (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE IF NOT EXISTS {t}jobs (
@@ -103,39 +103,15 @@ DATA_TABLES = (
     "claims", "results", "cancels", "history", "paused",
 )
 
-_SQLITE_TYPES = (
-    ("{serial}", "integer"), ("float8", "real"), ("bytea", "blob"), ("bigint", "integer"),
-    ("boolean", "integer"), ("DEFAULT false", "DEFAULT 0"),
-)
-
-
-def _spell(dialect: Dialect, statement: str) -> str:
-    """A statement written with PostgreSQL's type names, for ``dialect``."""
-    if dialect.is_sqlite:
-        for pg, lite in _SQLITE_TYPES:
-            statement = statement.replace(pg, lite)
-    else:
-        statement = statement.replace("{serial}", "bigserial")
-    return dialect.sql(statement)
-
-
 def migrate(dialect: Dialect, store: str, extra: tuple[str, ...] = ()) -> Op[None]:
     """Create what is missing (the layout's tables and columns, then the dialect's ``extra``
     statements), stamp the version; run in one transaction. ``store`` names the file or
     schema in the error for a newer layout."""
     for statement in (*_TABLES, *extra):
-        yield count(_spell(dialect, statement))
+        yield count(dialect.ddl(statement))
     for table, column, definition in ADDED_COLUMNS:
-        if dialect.is_sqlite:
-            found = yield value("SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
-                                table, column)
-        else:
-            found = yield value("SELECT count(*) FROM information_schema.columns WHERE"
-                                " table_schema = $1 AND table_name = $2 AND column_name = $3",
-                                dialect.t.rstrip("."), table, column)
-        if not found:
-            add = f"ALTER TABLE {{t}}{table} ADD COLUMN {column} {definition}"
-            yield count(_spell(dialect, add))
+        if not (yield value(dialect.has_column, table, column)):
+            yield count(dialect.ddl(f"ALTER TABLE {{t}}{table} ADD COLUMN {column} {definition}"))
     stored = yield value(dialect.sql("SELECT value FROM {t}meta WHERE key = 'schema_version'"))
     if stored is None:
         yield count(dialect.sql("INSERT INTO {t}meta (key, value) VALUES ('schema_version', $1)"),

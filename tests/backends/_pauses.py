@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from workhive import Hive, Module
 from workhive.backend import SupportsStats
+from workhive.backends.composite import Composite
+from workhive.backends.sqlite import SQLiteBackend
 from workhive.pauses import pauses_of
 
 TIMEOUT = 90.0
@@ -31,7 +34,20 @@ async def until(check: Callable[[], bool | Awaitable[bool]]) -> None:
 
 
 async def paused_queue_waits_and_resumes(hive: Hive) -> None:
-    await asyncio.wait_for(_scenario(hive), TIMEOUT)
+    async with asyncio.timeout(TIMEOUT):
+        await _scenario(hive)
+
+
+async def paused_in_the_coordination_store(transport: Any, store_path: Path) -> None:
+    """The scenario for a transport that cannot pause (RabbitMQ, Kafka): built with a SQLite
+    coordination store, the paused set lives there."""
+    hive = Hive(transport, coordination=f"sqlite:///{store_path}")
+    try:
+        assert isinstance(hive.backend, Composite)
+        assert isinstance(pauses_of(hive.backend), SQLiteBackend)
+        await paused_queue_waits_and_resumes(hive)
+    finally:
+        await hive.close()
 
 
 async def _scenario(hive: Hive) -> None:

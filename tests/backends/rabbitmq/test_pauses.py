@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends._pauses import paused_queue_waits_and_resumes
+from tests.backends._pauses import paused_in_the_coordination_store
 from workhive import Hive
-from workhive.backends.composite import Composite
-from workhive.backends.sqlite import SQLiteBackend
 from workhive.pauses import pauses_of
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.integration]
@@ -19,13 +17,7 @@ pytestmark = [pytest.mark.rabbitmq, pytest.mark.integration]
 
 async def test_a_paused_queue_waits_in_rabbitmq_and_runs_once_resumed(url: str,
                                                                         tmp_path: Path) -> None:
-    hive = Hive(url, coordination=f"sqlite:///{tmp_path / 'store.db'}")
-    try:
-        assert isinstance(hive.backend, Composite)
-        assert isinstance(pauses_of(hive.backend), SQLiteBackend)
-        await paused_queue_waits_and_resumes(hive)
-    finally:
-        await hive.close()
+    await paused_in_the_coordination_store(url, tmp_path / "store.db")
 
 
 async def test_without_a_coordination_store_rabbitmq_cannot_pause(url: str) -> None:
